@@ -1,0 +1,5 @@
+"""`python -m medcap` runs the CLI."""
+
+from medcap.cli import run
+
+run()

@@ -1,0 +1,106 @@
+"""The `medcap` command line: a root Typer app with one sub-app per noun.
+
+Command modules keep heavy imports (torch, open_clip, faiss) inside their functions so
+that `medcap --help` stays fast. User errors are turned into one line in `main`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from medcap import __version__
+from medcap.errors import MedcapError
+
+app = typer.Typer(
+    name="medcap",
+    help="Retrieval-based captioning for radiology images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module under medcap.cli, how it is mounted): "group" adds a sub-app `<name>`,
+# "command" registers the module's `command` function as a top-level verb.
+_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("data", "data", "group"),
+)
+
+_state = {"verbose": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"medcap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Retrieval-based captioning for radiology images."""
+    _state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _register() -> None:
+    for module_name, name, kind in _COMMANDS:
+        module = importlib.import_module(f"medcap.cli.{module_name}")
+        if kind == "group":
+            app.add_typer(module.app, name=name)
+        else:
+            app.command(name=name)(module.command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map user errors to `error: ...` on stderr and exit code 1."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        return exc.exit_code
+    except MedcapError as exc:
+        if _state["verbose"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if _state["verbose"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

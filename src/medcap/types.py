@@ -1,0 +1,72 @@
+"""Small value types passed between stages (records, hits, captions, skipped items)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A lazy reference to one image: encoded bytes held in memory, or a file path.
+
+    `path` is kept even when `data` is set (parquet rows store both), for messages.
+    """
+
+    path: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        """A short human-readable name for error messages."""
+        return self.path or "<in-memory image>"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One case: an image, its caption, its UMLS concepts and its split."""
+
+    image_id: str
+    image: ImageRef
+    caption: str
+    cuis: tuple[str, ...] = ()
+    split: str = "train"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item left out of a run, with where it came from and why."""
+
+    source: str  # file or dataset name
+    row: int | None  # 0-based row in that source, when known
+    image_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. `score` is cosine similarity in [-1, 1]; `rank` is 1-based."""
+
+    rank: int
+    score: float
+    image_id: str
+    caption: str
+    cuis: tuple[str, ...] = ()
+    split: str = ""
+    image_path: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A generated caption with its provenance."""
+
+    text: str
+    backend: str
+    model: str
+    latency_s: float
+    neighbour_ids: tuple[str, ...] = ()
+    neighbour_scores: tuple[float, ...] = ()
