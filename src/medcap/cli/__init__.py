@@ -11,7 +11,6 @@ import logging
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from medcap import __version__
@@ -71,32 +70,36 @@ def _register() -> None:
 _register()
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """Click's (or Typer's vendored Click's) usage errors know how to show themselves."""
+    return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map user errors to `error: ...` on stderr and exit code 1."""
     try:
         result = app(args=argv, standalone_mode=False)
-    except click.ClickException as exc:  # usage errors: bad option, missing argument
-        exc.show()
-        return exc.exit_code
     except MedcapError as exc:
         if _state["verbose"]:
             raise
         typer.echo(f"error: {exc}", err=True)
         return 1
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+    except Exception as exc:  # the one place that catches everything
+        if _is_usage_error(exc):  # a bad option or a missing argument
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        if type(exc).__name__ == "Abort":
+            typer.echo("aborted", err=True)
+            return 130
         if _state["verbose"]:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", err=True)
+        typer.echo(
+            f"error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+            err=True,
+        )
         return 1
     return result if isinstance(result, int) else 0
 
