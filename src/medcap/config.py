@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from medcap.errors import InputError
 
@@ -33,6 +37,7 @@ class DataConfig:
     id_column: str = "image_id"
     cui_column: str = "cui"
     split_column: str = "split"
+    info_max_images: int | None = None  # images decoded per split by `data info` (None: all)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class EncoderConfig:
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers for image decoding
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    init_seed: int = 0  # random-init specs (a name without tag, an architecture JSON) are seeded
+    hub_probe_timeout_s: float = 3.0  # how long to wait for the hub before calling it offline
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,21 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None  # stop training after this wall time (None: no limit)
     eval_max_items: int = 1000  # validation pairs scored per epoch
+    max_steps: int | None = None  # cap on optimizer steps; also the length of the lr schedule
+    min_lr_ratio: float = 0.0  # cosine decay ends at lr * min_lr_ratio
+    logit_scale_max: float = 100.0  # CLIP clamps exp(logit_scale) at 100
+    log_every_steps: int = 10  # train-loss lines in metrics.jsonl
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun sets the local GPU)
+    cache_max_gb: float = (
+        2.0  # decoded uint8 image cache held in memory if it fits, else decode per epoch
+    )
+    augment: bool = (
+        True  # radiology augmentation: mild crop, small rotation, intensity jitter, no flips
+    )
+    aug_min_scale: float = 0.8  # random resized crop keeps at least this share of the area
+    aug_max_rotate_deg: float = 7.0
+    aug_brightness: float = 0.15  # +- fraction
+    aug_contrast: float = 0.15  # +- fraction
 
 
 @dataclass(frozen=True)
@@ -74,12 +96,15 @@ class IndexConfig:
     split: str = "train"
     index_type: IndexType = "auto"
     batch_size: int = 64
-    shard_size: int = 4096  # cases per float16 embedding shard (the unit of resume)
+    shard_size: int = 2048  # cases per float16 embedding shard (the unit of resume)
     memory_budget_gb: float = 4.0
     flat_max_vectors: int = 1_000_000  # `auto` uses an exact flat index up to this size
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     ivf_nprobe: int = 32
+    ivf_rerank_factor: int = 8  # ivfpq: rescore k*factor candidates from the float16 shards; 0 off
+    thumbnail_size: int = 128  # pixels, longest side of stored case thumbnails; 0: none
+    search_device: str = "auto"  # auto: faiss-gpu, else torch on CUDA (flat), else faiss-cpu
 
 
 @dataclass(frozen=True)
@@ -87,10 +112,13 @@ class RetrievalConfig:
     """Search and retrieval evaluation."""
 
     k: int = 5
-    mode: SearchMode = "captions"
+    mode: SearchMode = "captions"  # for image queries: captions (image->text) | images
+    text_mode: SearchMode = "images"  # for text queries: images (text->image) | captions
     recall_ks: tuple[int, ...] = (1, 5, 10)
     sample_pairs: int | None = None  # e.g. 2000 for the PMC-CLIP protocol; None: whole split
     sample_seed: int = 0
+    same_caption_relevant: bool = False  # every case with an identical caption counts as a hit
+    rank_ties: Literal["pessimistic", "optimistic"] = "pessimistic"  # equal scores rank first/last
 
 
 @dataclass(frozen=True)
@@ -108,16 +136,81 @@ class GenerationConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    search_mode: SearchMode = (
+        "captions"  # neighbours found by image->caption or image->image search
+    )
+    modality_hint: str | None = None  # e.g. "CT": added to the prompt when the template has {hint}
+    consensus_similarity: Literal["cider-d", "token-f1"] = "cider-d"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2 (GPU only)
+    min_pixels: int = 56 * 56  # Qwen2-VL image resize bounds; 28x28 pixels per visual token
+    max_pixels: int = 448 * 448  # 448x448 -> 256 visual tokens
+    static_cache: bool = False  # generate with a static KV cache (GPU speed path)
+    num_beams: int = 1
+    blip2_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")  # OPT layers
+    qwen2vl_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # LM layers
+    lora_lr: float = 1e-4
+    lora_epochs: int = 3
+    lora_batch_size: int = 4
+    lora_max_steps: int | None = None  # cap on optimizer steps (None: run all epochs)
+    lora_checkpoint_every: int = 100  # optimizer steps between resumable checkpoints
+    lora_seed: int = 0
+    train_split: str = "train"  # split whose cases the generator is fine-tuned on
+    split: str = "test"  # split captioned by `medcap caption --data`
+
+    def __post_init__(self) -> None:
+        for name in ("k", "batch_size", "checkpoint_every", "max_new_tokens", "lora_batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"generation.{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_pixels > self.max_pixels:
+            raise InputError("generation.min_pixels must not exceed generation.max_pixels")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Caption metrics, concept detection and reports."""
 
+    split: str = "test"  # split scored by `medcap eval retrieval|concepts`
     imageclef_preprocess: bool = False
-    concept_k: int = 33
-    concept_threshold: float = 0.3
+    concept_k: int = 33  # neighbours voting on each query's concepts (ImageCLEF winners used 33)
+    concept_threshold: float = 0.3  # share of the similarity-weighted vote a concept needs
+    concept_mode: SearchMode = "images"  # neighbours by image->image or image->caption search
+    meteor: bool = True  # METEOR runs the METEOR 1.5 jar (needs Java and pycocoevalcap)
+    bertscore_model: str = "microsoft/deberta-xlarge-mnli"  # ImageCLEF 2023; must be local
+    bertscore_num_layers: int | None = None  # None: bert_score's default for known models
+    bertscore_batch_size: int = 16
+    clipscore_weight: float = 2.5  # Hessel et al. 2021
+    match_attributes: tuple[str, ...] = ("modality", "region", "finding", "location")
+    recall_curve_max_k: int = 50  # Recall@K curves in reports run K = 1..this
     example_queries: int = 6
+    example_neighbours: int = 4  # top neighbours shown per example query
+    thumbnail_px: int = 96  # longest side of example thumbnails in reports, pixels
+
+    def __post_init__(self) -> None:
+        if self.concept_k < 1:
+            raise InputError(f"eval.concept_k must be >= 1, got {self.concept_k}")
+        if not 0.0 < self.concept_threshold <= 1.0:
+            raise InputError(
+                f"eval.concept_threshold must be in (0, 1], got {self.concept_threshold}"
+            )
+        if self.concept_mode not in ("images", "captions"):
+            raise InputError(
+                f"eval.concept_mode must be images or captions, got {self.concept_mode!r}"
+            )
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The Streamlit similar-case browser (`medcap app`)."""
+
+    host: str = "127.0.0.1"  # loopback only unless asked otherwise
+    port: int = 8501
+    k: int = 9  # cases shown per search
+    max_k: int = 48  # upper end of the k slider
+    columns: int = 3  # result cards per row (3 keeps thumbnails ~300 px wide)
+    thumbnail_px: int = 384  # longest side of card thumbnails, pixels
+    filter_max_values: int = 40  # metadata columns with more distinct values get no filter
 
 
 @dataclass(frozen=True)
@@ -131,6 +224,7 @@ class MedcapConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    app: AppConfig = field(default_factory=AppConfig)
 
 
 DEFAULTS = MedcapConfig()

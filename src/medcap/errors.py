@@ -31,4 +31,6 @@ class MissingExtraError(MedcapError):
     """An optional dependency group is not installed."""
 
     def __init__(self, package: str, extra: str) -> None:
-        super().__init__(f"{package} is not installed; install it with: pip install 'medcap[{extra}]'")
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'medcap[{extra}]'"
+        )

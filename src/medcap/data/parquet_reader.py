@@ -1,0 +1,241 @@
+"""Layout (a): Hugging Face parquet shards (`data/{split}-NNNNN-of-NNNNN.parquet`).
+
+This is the layout of `eltorio/ROCOv2-radiology` and of medcap's phantoms. Shards are
+read batch by batch (`iter_batches`), so an 18 GB split streams in constant memory;
+image bytes stay in `ImageRef.data` until decoded. Columns other than the image, id,
+caption, CUI and split columns are kept in `Record.extra`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medcap.config import DEFAULTS
+from medcap.data.dataset import Dataset, RawRow, normalise_split, order_splits, parse_cuis
+from medcap.data.table_reader import missing_column, read_cui_mapping
+from medcap.errors import CorruptArtifactError, InputError
+from medcap.types import ImageRef
+
+_BATCH_ROWS = 64
+_FOOTER_BYTES = 1 << 16  # the tail of a shard, where parquet keeps its metadata
+_SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
+_MIXED = "*"  # files without a split in their name: split comes from the split column
+
+
+def find_parquet_files(root: Path) -> list[Path]:
+    """Parquet files of a dataset directory: `data/` first, else anywhere below `root`."""
+    if root.is_file():
+        return [root]
+    data_dir = root / "data"
+    base = data_dir if data_dir.is_dir() and any(data_dir.rglob("*.parquet")) else root
+    return sorted(
+        p
+        for p in base.rglob("*.parquet")
+        if not any(part.startswith(".") for part in p.relative_to(base).parts)
+    )
+
+
+class ParquetDataset(Dataset):
+    """Parquet shards, one split per file name (or a split column), read lazily."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        name: str | None = None,
+        id_column: str | None = None,
+        caption_column: str | None = None,
+        image_column: str | None = None,
+        cui_column: str | None = None,
+        split_column: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        super().__init__(name or str(root))
+        files = find_parquet_files(self.root)
+        if not files:
+            raise InputError(
+                f"no parquet files found in {self.root}; expected data/{{split}}-*.parquet"
+            )
+        cfg = DEFAULTS.data
+        self._files = files
+        self._schemas = {path: _read_schema(path) for path in files}
+        self._split_column = split_column or cfg.split_column
+        self._image_col = self._require(image_column, cfg.image_column, "image")
+        self._caption_col = self._require(caption_column, cfg.caption_column, "caption")
+        self._id_col = self._optional(id_column, cfg.id_column, "id")
+        self._cui_col = self._optional(cui_column, cfg.cui_column, "CUI")
+        self._file_splits = {path: self._split_of(path, split_column is not None) for path in files}
+        self._splits: list[str] | None = None
+
+    def splits(self) -> list[str]:
+        if self._splits is None:
+            names: set[str] = set()
+            for path, split in self._file_splits.items():
+                if split == _MIXED:
+                    column = pq.read_table(path, columns=[self._split_column]).column(0)
+                    names.update(
+                        normalise_split(str(v)) for v in column.to_pylist() if v is not None
+                    )
+                else:
+                    names.add(split)
+            self._splits = order_splits(names)
+        return self._splits
+
+    def fingerprint(self) -> str:
+        """Names, sizes and footers (row groups, column statistics) of the shards: cheap at
+        any size, yet it changes with the content."""
+        digest = hashlib.sha256(b"parquet-v1\n")
+        for path in self._files:
+            size = path.stat().st_size
+            rel = path.relative_to(self.root) if self.root.is_dir() else Path(path.name)
+            digest.update(f"{rel.as_posix()}\t{size}\n".encode())
+            with open(path, "rb") as handle:
+                handle.seek(max(0, size - _FOOTER_BYTES))
+                digest.update(handle.read())
+        return digest.hexdigest()
+
+    def cui_names(self) -> dict[str, str]:
+        mapping = self.root / "cui_mapping.csv"
+        return read_cui_mapping(mapping) if mapping.is_file() else {}
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _rows(self, split: str, *, with_images: bool = True) -> Iterator[RawRow]:
+        for path in self._files:
+            file_split = self._file_splits[path]
+            if file_split not in (split, _MIXED):
+                continue
+            yield from self._file_rows(
+                path, split, mixed=file_split == _MIXED, with_images=with_images
+            )
+
+    def _file_rows(
+        self, path: Path, split: str, *, mixed: bool, with_images: bool
+    ) -> Iterator[RawRow]:
+        names = self._schemas[path].names
+        core = {self._image_col, self._caption_col, self._id_col, self._cui_col, self._split_column}
+        extra_cols = [c for c in names if c not in core]
+        wanted = [
+            self._caption_col,
+            self._id_col,
+            self._cui_col,
+            self._split_column if mixed else None,
+        ]
+        if with_images:
+            wanted.append(self._image_col)
+        columns = [c for c in dict.fromkeys(wanted) if c is not None and c in names] + extra_cols
+        source = self._display(path)
+        row = 0
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=columns)
+            for batch in batches:
+                data = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+                for i in range(batch.num_rows):
+                    if mixed and normalise_split(str(data[self._split_column][i])) != split:
+                        row += 1
+                        continue
+                    yield self._make_row(path, source, row, data, i, extra_cols, with_images)
+                    row += 1
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptArtifactError(
+                f"cannot read parquet file {path} at row {row}: {exc}; re-download or rebuild it"
+            ) from None
+
+    def _make_row(
+        self,
+        path: Path,
+        source: str,
+        row: int,
+        data: dict[str, list[Any]],
+        i: int,
+        extra_cols: Sequence[str],
+        with_images: bool,
+    ) -> RawRow:
+        base = self.root if self.root.is_dir() else path.parent
+        image = _image_ref(data[self._image_col][i], base) if with_images else None
+        image_id = data[self._id_col][i] if self._id_col in data else None
+        if image_id is None:  # no id column: the stored file name, else file:row
+            stored = image.path if image is not None else None
+            image_id = Path(stored).stem if stored else f"{path.stem}-{row:06d}"
+        cuis = parse_cuis(data[self._cui_col][i]) if self._cui_col in data else ()
+        return RawRow(
+            source=source,
+            row=row,
+            image_id=str(image_id),
+            caption=data[self._caption_col][i],
+            cuis=cuis,
+            image=image,
+            extra={name: data[name][i] for name in extra_cols},
+        )
+
+    # --- schema checks -----------------------------------------------------------------
+
+    def _require(self, given: str | None, default: str, what: str) -> str:
+        column = given or default
+        for path, schema in self._schemas.items():
+            if column not in schema.names:
+                raise missing_column(path, column, what, schema.names)
+        return column
+
+    def _optional(self, given: str | None, default: str, what: str) -> str:
+        if given is not None:
+            return self._require(given, given, what)
+        return default
+
+    def _split_of(self, path: Path, split_column_given: bool) -> str:
+        has_column = self._split_column in self._schemas[path].names
+        if split_column_given or (has_column and not _split_from_name(path)):
+            if not has_column:
+                self._require(self._split_column, self._split_column, "split")
+            return _MIXED
+        return _split_from_name(path) or "train"
+
+    def _display(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix() if self.root.is_dir() else path.name
+
+
+def _split_from_name(path: Path) -> str | None:
+    """`train-00000-of-00002.parquet` or `validation/0000.parquet` -> the normalised split."""
+    known = ("train", "valid", "test")
+    match = _SHARD_NAME.match(path.stem)
+    if match and normalise_split(match.group("split")) in known:
+        return normalise_split(match.group("split"))
+    parent = normalise_split(path.parent.name)
+    return parent if parent in known else None
+
+
+def _read_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptArtifactError(
+            f"cannot read parquet file {path}: {exc}; re-download or rebuild it"
+        ) from None
+
+
+def _image_ref(value: Any, base: Path) -> ImageRef | None:
+    """An `image` cell as {bytes, path}, raw bytes, or a path string -> ImageRef."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        data, stored = value.get("bytes"), value.get("path")
+        if data:
+            return ImageRef(path=stored, data=data)
+        if stored:
+            return ImageRef(path=_resolve(stored, base))
+        return None
+    if isinstance(value, bytes | bytearray):
+        return ImageRef(data=bytes(value))
+    return ImageRef(path=_resolve(str(value), base))
+
+
+def _resolve(stored: str, base: Path) -> str:
+    path = Path(stored)
+    return str(path if path.is_absolute() else base / path)

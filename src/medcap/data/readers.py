@@ -1,0 +1,113 @@
+"""`open_dataset`: one entry point for every dataset layout medcap reads.
+
+- (a) Hugging Face parquet shards (`data/{split}-*.parquet`, ROCOv2 on the Hub, phantoms);
+- (b) the official ROCOv2 release (`{split}_captions.csv` + image folders) or its Kaggle copy;
+- (c) a folder of images plus a CSV/TSV/JSONL table (or the table file itself);
+- a Hub name `org/name`: the local cache, else streamed when online.
+
+>>> ds = open_dataset("phantoms")  # doctest: +SKIP
+>>> ds.splits(), ds.count("train")  # doctest: +SKIP
+(['train', 'valid', 'test'], 1600)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medcap.data.dataset import Dataset, normalise_split
+from medcap.data.hub import (
+    HubDataset,
+    cached_snapshot,
+    is_offline,
+    looks_like_hub_name,
+    offline_error,
+)
+from medcap.data.parquet_reader import ParquetDataset, find_parquet_files
+from medcap.data.release_reader import ReleaseDataset, is_release_dir
+from medcap.data.table_reader import TABLE_SUFFIXES, TableDataset
+from medcap.errors import InputError
+
+__all__ = ["Dataset", "normalise_split", "open_dataset"]
+
+_TABLE_PREFERENCE = ("metadata.jsonl", "metadata.csv", "captions.csv", "captions.jsonl")
+
+
+def open_dataset(
+    source: str | Path,
+    *,
+    id_column: str | None = None,
+    caption_column: str | None = None,
+    image_column: str | None = None,
+    cui_column: str | None = None,
+    split_column: str | None = None,
+) -> Dataset:
+    """Open a dataset directory, table file or Hub name; column options override defaults."""
+    columns = {
+        "id_column": id_column,
+        "caption_column": caption_column,
+        "image_column": image_column,
+        "cui_column": cui_column,
+        "split_column": split_column,
+    }
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        return _open_local(path, columns)
+    if looks_like_hub_name(text) and not text.startswith("."):
+        return _open_hub(text, columns)
+    raise InputError(
+        f"dataset {text} not found: no such file or directory; pass a dataset folder, a CSV/JSONL "
+        "file, a Hugging Face dataset name (org/name), "
+        "or build phantoms with `medcap data phantoms DIR`"
+    )
+
+
+def _open_local(path: Path, columns: dict[str, str | None]) -> Dataset:
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            return ParquetDataset(path, **columns)
+        if suffix in TABLE_SUFFIXES:
+            return TableDataset(path, **columns)
+        raise InputError(
+            f"{path}: unsupported dataset file type '{suffix}'; "
+            "pass a .parquet, .csv, .tsv or .jsonl file or a folder"
+        )
+    if is_release_dir(path):
+        return ReleaseDataset(
+            path,
+            id_column=columns["id_column"],
+            caption_column=columns["caption_column"],
+            cui_column=columns["cui_column"],
+        )
+    if find_parquet_files(path):
+        return ParquetDataset(path, **columns)
+    tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+    preferred = [p for name in _TABLE_PREFERENCE for p in tables if p.name == name]
+    if preferred or len(tables) == 1:
+        return TableDataset((preferred or tables)[0], name=str(path), **columns)
+    if tables:
+        names = ", ".join(p.name for p in tables)
+        raise InputError(
+            f"{path}: several tables found ({names}); pass the CSV/JSONL file to use directly"
+        )
+    raise InputError(
+        f"no dataset found in {path}: expected data/*.parquet, "
+        "{split}_captions.csv with image folders, "
+        "or images with a CSV/JSONL table"
+    )
+
+
+def _open_hub(name: str, columns: dict[str, str | None]) -> Dataset:
+    snapshot = cached_snapshot(name)
+    if snapshot is not None:
+        return ParquetDataset(snapshot, name=name, **columns)
+    if is_offline():
+        raise offline_error(name, "offline mode is on and it is not in the local cache")
+    return HubDataset(
+        name,
+        id_column=columns["id_column"],
+        caption_column=columns["caption_column"],
+        image_column=columns["image_column"],
+        cui_column=columns["cui_column"],
+    )
