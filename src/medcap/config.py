@@ -136,9 +136,7 @@ class GenerationConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    search_mode: SearchMode = (
-        "captions"  # neighbours found by image->caption or image->image search
-    )
+    search_mode: SearchMode = "captions"  # neighbours by image->caption or image->image search
     modality_hint: str | None = None  # e.g. "CT": added to the prompt when the template has {hint}
     consensus_similarity: Literal["cider-d", "token-f1"] = "cider-d"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -147,6 +145,7 @@ class GenerationConfig:
     min_pixels: int = 56 * 56  # Qwen2-VL image resize bounds; 28x28 pixels per visual token
     max_pixels: int = 448 * 448  # 448x448 -> 256 visual tokens
     static_cache: bool = False  # generate with a static KV cache (GPU speed path)
+    pad_to_multiple_of: int = 64  # static cache: prompt lengths rounded up so shapes repeat
     num_beams: int = 1
     blip2_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")  # OPT layers
     qwen2vl_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # LM layers
@@ -158,6 +157,8 @@ class GenerationConfig:
     lora_seed: int = 0
     train_split: str = "train"  # split whose cases the generator is fine-tuned on
     split: str = "test"  # split captioned by `medcap caption --data`
+    train_backend: str = "blip2-lora"  # generator that `medcap train generator` fine-tunes
+    blip2_template: str = "smallcap"  # OPT continues text: blip2-lora's template unless given
 
     def __post_init__(self) -> None:
         for name in ("k", "batch_size", "checkpoint_every", "max_new_tokens", "lora_batch_size"):
@@ -211,6 +212,21 @@ class AppConfig:
     columns: int = 3  # result cards per row (3 keeps thumbnails ~300 px wide)
     thumbnail_px: int = 384  # longest side of card thumbnails, pixels
     filter_max_values: int = 40  # metadata columns with more distinct values get no filter
+    # metadata shown on result cards, in this order, when an index has them (else the
+    # first few text columns); a case's page always shows all of its metadata
+    card_fields: tuple[str, ...] = ("modality", "region", "finding", "location", "view")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`medcap demo`: the whole pipeline on phantoms, sized for a laptop CPU."""
+
+    n: int = 3000
+    seed: int = 0
+    image_size: int = 64  # phantom pixels per side (the tiny encoder's input size)
+    model: str = "medcap-tiny"
+    epochs: int = 12  # fixed, not a time budget, so the same seed gives the same metrics
+    example_searches: int = 3
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,7 @@ class MedcapConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     app: AppConfig = field(default_factory=AppConfig)
 
 

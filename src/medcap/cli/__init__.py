@@ -28,6 +28,14 @@ app = typer.Typer(
 # "command" registers the module's `command` function as a top-level verb.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("data", "data", "group"),
+    ("train", "train", "group"),
+    ("index", "index", "group"),
+    ("search", "search", "command"),
+    ("caption", "caption", "command"),
+    ("browser", "app", "command"),  # not cli/app.py: that name would shadow the root `app`
+    ("eval", "eval", "group"),
+    ("report", "report", "command"),
+    ("demo", "demo", "command"),
 )
 
 _state = {"verbose": False}
@@ -46,16 +54,20 @@ def root(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
     ] = False,
 ) -> None:
     """Retrieval-based captioning for radiology images."""
     _state["verbose"] = verbose
+    # medcap's own progress notes at INFO; other libraries (open_clip is chatty) only warn.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("medcap").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _register() -> None:

@@ -1,0 +1,265 @@
+"""The indexed cases as the browser sees them: ids, captions, metadata, images, vectors.
+
+Built once per index (cached by the app): metadata columns are read from the items'
+`extra` JSON so they can be filtered and counted without touching the index again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medcap.errors import ImageDecodeError, InputError
+from medcap.types import ImageRef
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from medcap.index import IndexDir
+    from medcap.index.shards import ShardVectors
+
+_THUMB_CACHE_SIZE = 4096  # decoded thumbnails kept per index (small images, a few MB)
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """One case's text fields; `metadata` holds its extra columns as display strings."""
+
+    image_id: str
+    caption: str
+    cuis: tuple[str, ...] = ()
+    split: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+ColumnKind = Literal["text", "flag", "number"]
+_CARD_FIELDS = 5  # metadata values shown on a result card
+
+
+def _kind(value: object) -> ColumnKind | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "flag"
+    if isinstance(value, int | float):
+        return "number"
+    return "text"
+
+
+def _display(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_display(v) for v in value)
+    return "" if value is None else str(value)
+
+
+class CaseTable:
+    """Read-only view of an index's cases, shared by every browser session."""
+
+    def __init__(self, index: IndexDir) -> None:
+        self.index = index
+        self.ids: list[str] = index.image_ids()
+        infos: list[CaseInfo] = []
+        self._paths: list[str | None] = []
+        kinds: dict[str, set[ColumnKind]] = {}
+        for row in range(len(self.ids)):
+            hit = index.hit(row)
+            meta = {}
+            for key, value in hit.extra.items():
+                kind = _kind(value)
+                kinds.setdefault(str(key), set())
+                if kind is not None:
+                    kinds[str(key)].add(kind)
+                    meta[str(key)] = _display(value)
+            infos.append(CaseInfo(hit.image_id, hit.caption, hit.cuis, hit.split, meta))
+            self._paths.append(hit.image_path)
+        self._infos = infos
+        self._row_of = {image_id: row for row, image_id in enumerate(self.ids)}
+        # A column holding more than one kind of value is treated as text.
+        self.column_kinds: dict[str, ColumnKind] = {
+            key: next(iter(found)) if len(found) == 1 else "text"
+            for key, found in kinds.items()
+            if found
+        }
+        self.metadata_columns: list[str] = list(self.column_kinds)
+        self._columns: dict[str, list[str]] = {"split": [i.split for i in infos]}
+        for name in self.metadata_columns:
+            self._columns[name] = [i.metadata.get(name, "") for i in infos]
+        self._filter_values: dict[int, dict[str, list[str]]] = {}
+        self._matching: dict[tuple[tuple[str, frozenset[str]], ...], NDArray[np.int64]] = {}
+        self._thumbs: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+        self._vectors: dict[str, ShardVectors] = {}
+
+    @classmethod
+    def from_index(cls, index: IndexDir) -> CaseTable:
+        """Read every case of `index` (a few seconds for ROCOv2-sized indexes)."""
+        return cls(index)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._row_of
+
+    def position(self, image_id: str) -> int:
+        """The row of `image_id` (its place in browsing order)."""
+        row = self._row_of.get(image_id)
+        if row is None:
+            raise InputError(f"no case {image_id!r} in the index {self.index.path}")
+        return row
+
+    def info(self, image_id: str) -> CaseInfo:
+        """The text fields and metadata of one case."""
+        return self._infos[self.position(image_id)]
+
+    def card_metadata(self, image_id: str, fields: Sequence[str] = ()) -> dict[str, str]:
+        """The few text metadata values a result card shows.
+
+        `fields` picks and orders them; when the index has none of those, the first text
+        columns are used. A value already contained in a shown one is dropped ("right"
+        after "right upper").
+        """
+        metadata = self.info(image_id).metadata
+        text = [k for k, kind in self.column_kinds.items() if kind == "text"]
+        chosen = [f for f in fields if f in self.column_kinds] or text
+        shown: dict[str, str] = {}
+        for key in chosen:
+            value = metadata.get(key, "")
+            if not value or any(value.lower() in v.lower() for v in shown.values()):
+                continue
+            shown[key] = value
+            if len(shown) == _CARD_FIELDS:
+                break
+        return shown
+
+    # ---- columns (dataset page, filters) --------------------------------------------
+    def captions(self) -> list[str]:
+        """Every caption, in row order."""
+        return [i.caption for i in self._infos]
+
+    def cuis(self) -> list[tuple[str, ...]]:
+        """Every case's CUIs, in row order."""
+        return [i.cuis for i in self._infos]
+
+    def column(self, name: str) -> list[str]:
+        """`split` or a metadata column as display strings, in row order ("" when absent)."""
+        return self._columns.get(name) or [""] * len(self.ids)
+
+    def filter_values(self, max_values: int) -> dict[str, list[str]]:
+        """Filterable columns (split, text and flag metadata with 2..max_values values)."""
+        cached = self._filter_values.get(max_values)
+        if cached is not None:
+            return cached
+        out: dict[str, list[str]] = {}
+        names = [n for n, kind in self.column_kinds.items() if kind != "number"]
+        for name in ["split", *names]:
+            values = sorted({v for v in self.column(name) if v})
+            if 2 <= len(values) <= max_values:
+                out[name] = values
+        self._filter_values[max_values] = out
+        return out
+
+    def matching_rows(self, filters: Mapping[str, Sequence[str]]) -> NDArray[np.int64] | None:
+        """Rows (ascending) whose columns take one of the accepted values; None: no filter."""
+        active = {name: frozenset(values) for name, values in filters.items() if values}
+        if not active:
+            return None
+        key = tuple(sorted(active.items()))
+        with self._lock:
+            cached = self._matching.get(key)
+        if cached is not None:
+            return cached
+        keep = np.ones(len(self.ids), dtype=bool)
+        for name, accepted in active.items():
+            keep &= np.fromiter((v in accepted for v in self.column(name)), bool, len(self.ids))
+        rows = np.flatnonzero(keep).astype(np.int64)
+        with self._lock:
+            self._matching[key] = rows
+            while len(self._matching) > 16:
+                self._matching.pop(next(iter(self._matching)))
+        return rows
+
+    def matching_ids(self, filters: Mapping[str, Sequence[str]]) -> set[str] | None:
+        """Ids of cases whose columns take one of the accepted values; None: no filter."""
+        rows = self.matching_rows(filters)
+        return None if rows is None else {self.ids[r] for r in rows}
+
+    # ---- images and vectors ---------------------------------------------------------
+    def _file(self, image_id: str) -> Path | None:
+        path = self._paths[self.position(image_id)]
+        return Path(path) if path and Path(path).is_file() else None
+
+    def has_original(self, image_id: str) -> bool:
+        """Whether the case's original image file is reachable (else only its thumbnail)."""
+        return self._file(image_id) is not None
+
+    def image(self, image_id: str) -> Image.Image:
+        """The case's image: the original file when reachable, else the stored thumbnail."""
+        from medcap.data.images import load_image
+
+        file = self._file(image_id)
+        if file is not None:
+            return load_image(file)
+        stored = self.index.thumbnail(image_id)
+        if stored is None:
+            raise ImageDecodeError(
+                f"case {image_id}: its image is not a file on disk and the index stores no "
+                "thumbnail; rebuild the index with thumbnails to see it"
+            )
+        return load_image_bytes(stored, image_id)
+
+    def thumbnail(self, image_id: str, max_px: int) -> Image.Image:
+        """The case's image scaled to at most `max_px` per side (cached)."""
+        key = (image_id, max_px)
+        with self._lock:
+            cached = self._thumbs.get(key)
+            if cached is not None:
+                self._thumbs.move_to_end(key)
+                return cached
+        stored = self.index.thumbnail(image_id)
+        if stored is not None:
+            image = load_image_bytes(stored, image_id)
+            if max(image.size) < max_px and self._file(image_id) is not None:
+                image = self.image(image_id)  # sharper than upscaling the stored thumbnail
+        else:
+            image = self.image(image_id)
+        image = image.copy()
+        image.thumbnail((max_px, max_px))
+        with self._lock:
+            self._thumbs[key] = image
+            while len(self._thumbs) > _THUMB_CACHE_SIZE:
+                self._thumbs.popitem(last=False)
+        return image
+
+    def vector(self, image_id: str, target: str) -> NDArray[np.float32]:
+        """The stored (1, d) unit float32 vector of one case ("images" or "captions")."""
+        return self.vectors(np.array([self.position(image_id)], dtype=np.int64), target)
+
+    def vectors(self, rows: NDArray[np.int64], target: str) -> NDArray[np.float32]:
+        """Stored (len(rows), d) unit float32 vectors: the ones the FAISS index was built from."""
+        from medcap.index.manifest import EMB_DIR
+        from medcap.index.shards import ShardVectors
+
+        with self._lock:
+            vectors = self._vectors.get(target)
+            if vectors is None:
+                names = [s.name for s in self.index.manifest.shards]
+                vectors = ShardVectors(self.index.path / EMB_DIR, names, target)
+                self._vectors[target] = vectors
+        return vectors.gather(rows)
+
+
+def load_image_bytes(data: bytes, image_id: str) -> Image.Image:
+    """Decode stored image bytes (a thumbnail) to RGB; ImageDecodeError names the case."""
+    from medcap.data.images import load_image
+
+    return load_image(ImageRef(path=f"<thumbnail of {image_id}>", data=data))

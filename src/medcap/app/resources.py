@@ -1,0 +1,111 @@
+"""Streamlit-cached resources: one index (encoder + vectors + cases) per index path per server.
+
+Cached functions take only hashable arguments (paths, names), never read widgets, and
+return shared objects that pages treat as read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from medcap.app import launch
+from medcap.app.reports import ReportView, open_report_view
+from medcap.app.session import AppIndex, AppLoadError, open_app_index
+from medcap.config import DEFAULTS
+from medcap.errors import MedcapError
+
+if TYPE_CHECKING:
+    from medcap.generation.backends.base import CaptionBackend
+
+_BUILD_EXAMPLE = """\
+# index your own dataset (folder, CSV/JSONL, ROCOv2 parquet or a hub name):
+medcap index build --data path/to/dataset --out runs/my-index
+medcap app --index runs/my-index
+
+# or try it offline on synthetic phantom cases:
+medcap data phantoms runs/phantoms --n 2000
+medcap train --data runs/phantoms --out runs/encoder
+medcap index build --data runs/phantoms --model runs/encoder/best.pt --out runs/phantom-index
+medcap app --index runs/phantom-index"""
+
+
+@st.cache_resource(show_spinner="Opening the index and loading its encoder...", max_entries=4)
+def load_app_index(index_path: str) -> AppIndex:
+    """Open `index_path` once per server process (keyed by the resolved path)."""
+    return open_app_index(index_path)
+
+
+@st.cache_resource(show_spinner="Loading the caption backend...", max_entries=4)
+def load_backend(
+    name: str, model_id: str | None = None, adapter: str | None = None
+) -> CaptionBackend:
+    """Build caption backend `name` (with a model id/path and LoRA adapter) once per server."""
+    from medcap.pipeline import build_backend
+
+    cfg = dataclasses.replace(DEFAULTS.generation, backend=name)
+    return build_backend(cfg, model_id=model_id or None, adapter=adapter or None)
+
+
+@st.cache_resource(show_spinner="Reading the report...", max_entries=8)
+def load_report_view(report_path: str, mtime_ns: int) -> ReportView:
+    """A report's blocks, rendered once per file version (`mtime_ns` is the cache key)."""
+    return open_report_view(report_path)
+
+
+def index_path_arg() -> str | None:
+    """The `--index` the server was started with (resolved), or None."""
+    index = launch.parse_app_args(sys.argv[1:]).index
+    return str(index.expanduser().resolve()) if index is not None else None
+
+
+def index_or_problem() -> tuple[AppIndex | None, AppLoadError | None]:
+    """The opened index, or the reason it could not be opened."""
+    path = index_path_arg()
+    if path is None:
+        return None, AppLoadError("missing", "the app was started without --index DIR")
+    try:
+        return load_app_index(path), None
+    except AppLoadError as exc:
+        return None, exc
+    except MedcapError as exc:
+        return None, AppLoadError("invalid", str(exc))
+
+
+def require_index() -> AppIndex:
+    """The opened index; otherwise show why on the page and stop this run."""
+    loaded, problem = index_or_problem()
+    if loaded is None:
+        show_problem(problem)
+        st.stop()
+    return loaded
+
+
+def show_problem(problem: AppLoadError | None) -> None:
+    """An error box for a missing or unusable index, with how to build one."""
+    if problem is None:
+        return
+    st.error(str(problem), icon=":material/error:")
+    if problem.kind == "encoder":
+        st.markdown(
+            "The index was found, but the encoder named in its `manifest.json` could not "
+            "be loaded. Make the checkpoint available at that path (or in the local "
+            "Hugging Face cache), or rebuild the index with an encoder you have."
+        )
+    st.markdown("**How to get an index**")
+    st.code(_BUILD_EXAMPLE, language="bash")
+
+
+def render_sidebar(loaded: AppIndex | None, problem: AppLoadError | None) -> None:
+    """A short description of the open index in the sidebar."""
+    with st.sidebar:
+        if loaded is None:
+            st.caption("No index open.")
+            return
+        st.caption(
+            f"**Index** `{loaded.path.name}`  \n{len(loaded.cases):,} cases  \n"
+            f"encoder `{loaded.encoder_spec}`"
+        )

@@ -1,0 +1,92 @@
+"""Small Streamlit view helpers shared by the pages (rendering only, no logic)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+from medcap.app.cards import CaseCard
+from medcap.app.session import AppIndex
+from medcap.config import DEFAULTS, SearchMode
+from medcap.errors import MedcapError
+
+CASE_PAGE = "app_pages/case.py"  # relative to main.py, as st.navigation registers it
+CAPTION_PAGE = "app_pages/caption.py"
+MODE_LABELS = {"images": "images (look alike)", "captions": "captions (described alike)"}
+
+
+def render_cards(cards: Sequence[CaseCard], *, columns: int, key: str) -> None:
+    """A grid of result cards, `columns` per row; each links to its case page."""
+    for start in range(0, len(cards), columns):
+        row = st.columns(columns, gap="medium")
+        for col, card in zip(row, cards[start : start + columns], strict=False):
+            with col, st.container(border=True, key=f"{key}-card-{start}-{card.image_id}"):
+                _render_card(card)
+
+
+def _render_card(card: CaseCard) -> None:
+    if card.thumbnail is not None:
+        st.image(card.thumbnail, width="stretch")
+    else:
+        st.warning(card.thumbnail_error or "no image", icon=":material/broken_image:")
+    headline = card.headline()
+    st.markdown(f"**{headline}**" if headline else f"**{card.image_id}**")
+    st.markdown(card.caption or "_(no caption)_")
+    meta = card.metadata_line()
+    if meta:
+        st.caption(meta)
+    if card.cuis:
+        st.caption("CUIs: " + " ".join(f"`{c}`" for c in card.cuis))
+    st.page_link(
+        CASE_PAGE,
+        label=f"Open {card.image_id}",
+        icon=":material/open_in_new:",
+        query_params={"id": card.image_id},
+    )
+
+
+def search_settings(
+    app: AppIndex, *, default_mode: SearchMode, key: str, mode_key: str | None = None
+) -> tuple[int, SearchMode, dict[str, list[str]]]:
+    """Sidebar controls: k, what to match against, metadata filters (widget keys `key-*`)."""
+    cfg = DEFAULTS.app
+    with st.sidebar:
+        st.subheader("Search settings")
+        k = st.slider("Cases to show", 1, cfg.max_k, cfg.k, key=f"{key}-k")
+        modes: list[SearchMode] = ["images", "captions"]
+        mode = st.selectbox(
+            "Match against the indexed",
+            modes,
+            index=modes.index(default_mode),
+            format_func=MODE_LABELS.__getitem__,
+            key=mode_key or f"{key}-mode",
+        )
+        filters: dict[str, list[str]] = {}
+        options = app.cases.filter_values(cfg.filter_max_values)
+        if options:
+            st.subheader("Filters")
+            columns = st.multiselect(
+                "Filter on",
+                list(options),
+                format_func=_label,
+                key=f"{key}-filter-on",
+                placeholder="choose metadata columns",
+            )
+            for column in columns:
+                chosen = st.multiselect(
+                    _label(column), options[column], key=f"{key}-filter-{column}", placeholder="any"
+                )
+                if chosen:
+                    filters[column] = chosen
+    return k, mode, filters
+
+
+def _label(column: str) -> str:
+    return column.replace("_", " ").capitalize()
+
+
+def show_error(exc: BaseException) -> None:
+    """An error box for a failed interaction; the rest of the page keeps working."""
+    text = str(exc) if isinstance(exc, MedcapError) else f"{type(exc).__name__}: {exc}"
+    st.error(text, icon=":material/error:")

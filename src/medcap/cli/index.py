@@ -1,0 +1,222 @@
+"""`medcap index build|info|add`: the index directory (thin wrappers over medcap.index)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medcap.config import DEFAULTS, replace_set
+
+app = typer.Typer(
+    help="Index directories: build one from a dataset split, show it, add cases.",
+    no_args_is_help=True,
+)
+_IDX = DEFAULTS.index
+
+
+def _thumbnailer(size: int) -> Any:
+    from medcap.retrieval.thumbnails import thumbnailer
+
+    return thumbnailer(size)
+
+
+def _open_split(data: str, split: str) -> Any:
+    from medcap.data.readers import open_dataset
+    from medcap.errors import InputError
+
+    dataset = open_dataset(data)
+    splits = dataset.splits()
+    if split not in splits:
+        raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
+    return dataset
+
+
+def _total(dataset: Any, split: str) -> int | None:
+    try:
+        return int(dataset.count(split))
+    except Exception:  # noqa: BLE001 - a count is only for the progress bar
+        return None
+
+
+@app.command("build")
+def build(
+    data: Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")],
+    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"Encoder spec or checkpoint. (default: {DEFAULTS.encoder.model})"),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help=f"Split to index. (default: {_IDX.split})")
+    ] = None,
+    index_type: Annotated[
+        str | None,
+        typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})"),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Encoder batch size. (default: {_IDX.batch_size})")
+    ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Cases per embedding shard (unit of resume). (default: {_IDX.shard_size})"
+        ),
+    ] = None,
+    memory_budget_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-budget-gb",
+            "--memory-budget",
+            help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
+        ),
+    ] = None,
+    thumbnail_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Stored thumbnail size in px, 0 for none. (default: {_IDX.thumbnail_size})"
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index directory.")] = False,
+) -> None:
+    """Embed a dataset split's images and captions and write an index directory."""
+    from medcap.encoder import load_encoder
+    from medcap.index import build_index
+
+    cfg = replace_set(
+        _IDX,
+        split=split,
+        index_type=index_type,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        memory_budget_gb=memory_budget_gb,
+        thumbnail_size=thumbnail_size,
+    )
+    _check_index_type(cfg.index_type)
+    start = time.perf_counter()
+    dataset = _open_split(data, cfg.split)
+    encoder = load_encoder(
+        model or DEFAULTS.encoder.model, device=device or DEFAULTS.encoder.device
+    )
+    index = build_index(
+        dataset.records(cfg.split),
+        encoder,
+        out,
+        cfg,
+        dataset_fingerprint=dataset.fingerprint(),
+        dataset_name=dataset.name,
+        split=cfg.split,
+        resume=resume,
+        overwrite=overwrite,
+        progress=sys.stderr.isatty(),
+        total=_total(dataset, cfg.split),
+        make_thumbnail=_thumbnailer(cfg.thumbnail_size),
+        source_skipped=dataset.skipped,
+    )
+    m = index.manifest
+    typer.echo(
+        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
+    if m.skipped_count:
+        typer.echo(f"skipped {m.skipped_count} cases (listed in {out / 'skipped.jsonl'})")
+
+
+def _check_index_type(value: str) -> None:
+    from medcap.errors import InputError
+    from medcap.index.planner import INDEX_TYPES
+
+    if value not in INDEX_TYPES:
+        raise InputError(f"unknown --index-type {value!r}; valid: {', '.join(INDEX_TYPES)}")
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+@app.command("info")
+def info(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what an index directory holds (from its manifest)."""
+    from medcap.index import open_index
+
+    index = open_index(index_dir)
+    m = index.manifest
+    if json_out:
+        typer.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    rows = [
+        ("index", str(index_dir)),
+        ("cases", f"{m.count} (dim {m.dim}, {m.metric} over unit vectors = cosine)"),
+        ("type", f"{m.index.type} ({m.index.factory}) {json.dumps(m.index.params)}"),
+        ("why", m.index.reason),
+        ("encoder", f"{m.encoder.spec} (fingerprint {m.encoder.fingerprint[:16]})"),
+    ]
+    for s in m.sources:
+        fp = f", fingerprint {s.fingerprint[:16]}" if s.fingerprint else ""
+        rows.append(("source", f"{s.dataset or '?'} [{s.split}] {s.count} cases{fp}, {s.added_at}"))
+    rows += [
+        ("skipped", str(m.skipped_count)),
+        ("shards", f"{len(m.shards)} float16 embedding shards"),
+        ("thumbnails", "yes" if m.has_thumbnails else "no"),
+        ("size", f"{_dir_size(Path(index_dir)) / 1e6:.1f} MB"),
+        ("created", f"{m.created_at} (medcap {m.medcap_version}, format {m.format_version})"),
+    ]
+    for key, value in rows:
+        typer.echo(f"{key:<11} {value}")
+
+
+@app.command("add")
+def add(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory to extend.")],
+    data: Annotated[str, typer.Option("--data", help="Dataset with the new cases.")],
+    split: Annotated[
+        str | None, typer.Option(help=f"Split to add. (default: {_IDX.split})")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Encoder spec or checkpoint. (default: the index's own encoder)"),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Encoder batch size. (default: {_IDX.batch_size})")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
+    ] = None,
+) -> None:
+    """Append a dataset split's cases to an index built with the same encoder."""
+    from medcap.encoder import load_encoder
+    from medcap.index import add_to_index, open_index
+    from medcap.retrieval.retriever import resolve_model
+
+    cfg = replace_set(_IDX, split=split, batch_size=batch_size)
+    existing = open_index(index_dir)
+    dataset = _open_split(data, cfg.split)
+    encoder = load_encoder(resolve_model(existing, model), device=device or DEFAULTS.encoder.device)
+    index, added = add_to_index(
+        index_dir,
+        dataset.records(cfg.split),
+        encoder,
+        cfg,
+        dataset_fingerprint=dataset.fingerprint(),
+        dataset_name=dataset.name,
+        split=cfg.split,
+        progress=sys.stderr.isatty(),
+        total=_total(dataset, cfg.split),
+        make_thumbnail=_thumbnailer(cfg.thumbnail_size),
+        source_skipped=dataset.skipped,
+    )
+    typer.echo(
+        f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
+    )

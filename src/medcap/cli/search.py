@@ -1,0 +1,195 @@
+"""`medcap search`: nearest cases or captions for image files, a folder, or --text.
+
+Imports stay inside `command` (torch, open_clip, faiss load only when searching) so
+that `medcap --help` is fast and a search from a fresh shell starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medcap.config import DEFAULTS
+
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".dcm",
+    ".dicom",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".webp",
+}
+CAPTION_WIDTH = 72
+
+
+def _expand(queries: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) for each query; folders give their image files, sorted."""
+    from medcap.errors import InputError
+
+    files: list[tuple[Path, bool]] = []
+    for q in queries:
+        if q.is_dir():
+            found = sorted(
+                p for p in q.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise InputError(
+                    f"folder {q} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            files += [(p, False) for p in found]
+        elif q.is_file():
+            files.append((q, True))
+        else:
+            raise InputError(f"query {q} does not exist; give image files, a folder, or --text")
+    return files
+
+
+def _batches(files: list[tuple[Path, bool]], size: int) -> Iterator[tuple[list[Path], list[Any]]]:
+    """Decoded images in batches; a folder's undecodable file is skipped with a note."""
+    from medcap.data.images import load_image
+    from medcap.errors import ImageDecodeError
+
+    paths: list[Path] = []
+    images: list[Any] = []
+    for path, explicit in files:
+        try:
+            images.append(load_image(path))
+        except ImageDecodeError as exc:
+            if explicit:
+                raise
+            typer.echo(f"skipped: {exc}", err=True)
+            continue
+        paths.append(path)
+        if len(images) == size:
+            yield paths, images
+            paths, images = [], []
+    if images:
+        yield paths, images
+
+
+def _hit_dict(hit: Any) -> dict[str, Any]:
+    return {
+        "rank": hit.rank,
+        "score": round(float(hit.score), 6),
+        "image_id": hit.image_id,
+        "caption": hit.caption,
+        "cuis": list(hit.cuis),
+        "split": hit.split,
+        "image_path": hit.image_path,
+        "extra": dict(hit.extra),
+    }
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(query: str, hits: Sequence[Any], mode: str) -> str:
+    lines = [f"query: {query}  ({mode}, {len(hits)} hits)"]
+    if not hits:
+        return lines[0] + "\n  (no results)"
+    rows = [
+        (
+            str(h.rank),
+            f"{h.score:.4f}",
+            h.image_id,
+            str(h.extra.get("modality", "")),
+            _short(",".join(h.cuis), 28),
+            _short(h.caption, CAPTION_WIDTH),
+        )
+        for h in hits
+    ]
+    header = ("rank", "score", "image_id", "modality", "cuis", "caption")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        cells = [
+            c.rjust(w) if i < 2 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))
+        ]
+        lines.append("  " + "  ".join([*cells, r[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def command(
+    index: Annotated[Path, typer.Option("--index", help="Index directory to search.")],
+    queries: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Image files (PNG/JPEG/DICOM) or folders of images.", show_default=False
+        ),
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", help="A text query (repeatable).")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option(help=f"Hits per query. (default: {DEFAULTS.retrieval.k})")
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "captions (nearest captions) or images (most similar cases). "
+                f"(default: {DEFAULTS.retrieval.mode} for images, "
+                f"{DEFAULTS.retrieval.text_mode} for --text)"
+            )
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON: one entry per query.")
+    ] = False,
+    exclude_self: Annotated[
+        bool,
+        typer.Option(help="Drop hits whose image_id is the query file's name without extension."),
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="Encoder checkpoint, if it moved. (default: the index's)")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
+    ] = None,
+) -> None:
+    """Search an index with image files, a folder of images, or --text."""
+    from medcap.errors import InputError
+
+    if not queries and not text:
+        raise InputError('nothing to search: give image files, a folder, or --text "..."')
+    files = _expand(queries or [])
+    from medcap.retrieval.retriever import MODES, open_retriever
+
+    if mode is not None and mode not in MODES:
+        raise InputError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
+    k = k if k is not None else DEFAULTS.retrieval.k
+    if k < 1:
+        raise InputError(f"--k must be at least 1 (got {k})")
+    retriever = open_retriever(index, device=device or DEFAULTS.encoder.device, model=model)
+    results: list[dict[str, Any]] = []
+
+    def emit(query: str, hits: Sequence[Any], used_mode: str) -> None:
+        if json_out:
+            results.append(
+                {"query": query, "mode": used_mode, "hits": [_hit_dict(h) for h in hits]}
+            )
+        else:
+            typer.echo(_table(query, hits, used_mode) + "\n")
+
+    image_mode = mode or DEFAULTS.retrieval.mode
+    for paths, images in _batches(files, DEFAULTS.encoder.batch_size):
+        exclude = [p.stem for p in paths] if exclude_self else None
+        found = retriever.search_images(images, k, mode=image_mode, exclude_ids=exclude)  # type: ignore[arg-type]
+        for path, hits in zip(paths, found, strict=True):
+            emit(str(path), hits, image_mode)
+    if text:
+        text_mode = mode or DEFAULTS.retrieval.text_mode
+        for query, hits in zip(text, retriever.search_texts(text, k, mode=text_mode), strict=True):  # type: ignore[arg-type]
+            emit(query, hits, text_mode)
+    if json_out:
+        typer.echo(json.dumps(results, indent=2, ensure_ascii=False))

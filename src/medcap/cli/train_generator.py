@@ -1,0 +1,84 @@
+"""`medcap train generator`: LoRA fine-tuning of a caption generator on retrieval-augmented prompts.
+
+The lead mounts `generator` on the `medcap train` group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medcap.config import DEFAULTS, replace_set
+
+G = DEFAULTS.generation
+
+
+def generator(
+    data: Annotated[str, typer.Option(help="Dataset with the training split (folder, CSV, hub).")],
+    index: Annotated[
+        Path, typer.Option("--index", help="Index of the training split (neighbours).")
+    ],
+    out: Annotated[Path, typer.Option(help="Adapter output directory.")],
+    backend: Annotated[
+        str | None, typer.Option(help=f"blip2-lora | qwen2-vl. (default: {G.train_backend})")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Base model id or local dir. (default: {G.blip2_model} / {G.qwen2vl_model})"
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help=f"Training split. (default: {G.train_split})")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Epochs. (default: {G.lora_epochs})")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many optimizer steps. (default: none)")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Examples per step. (default: {G.lora_batch_size})")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Learning rate. (default: {G.lora_lr})")] = None,
+    k: Annotated[int | None, typer.Option(help=f"Neighbours per prompt. (default: {G.k})")] = None,
+    template: Annotated[
+        str | None, typer.Option(help=f"Prompt template name or .txt path. (default: {G.template})")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Train on the first N cases only.")] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"auto | cpu | cuda[:N]. (default: {G.device})")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest checkpoint in --out.")
+    ] = False,
+) -> None:
+    """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
+    from medcap import pipeline
+
+    cfg = replace_set(
+        G,
+        backend=backend or G.train_backend,
+        train_split=split,
+        lora_epochs=epochs,
+        lora_max_steps=max_steps,
+        lora_batch_size=batch_size,
+        lora_lr=lr,
+        k=k,
+        template=template,
+        device=device,
+        dtype=dtype,
+    )
+    cfg = pipeline.resolve_settings(cfg, None, template=template)
+    result = pipeline.train_generator(
+        data, str(index), out, cfg, model_id=model, resume=resume, limit=limit
+    )
+    first = f"{result.losses[0]:.4f}" if result.losses else "-"
+    last = f"{result.losses[-1]:.4f}" if result.losses else "-"
+    typer.echo(
+        f"{out}: adapter after {result.steps} steps (loss {first} -> {last}); "
+        f"{result.trainable_params:,} of {result.total_params:,} parameters trained"
+    )

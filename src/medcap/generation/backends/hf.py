@@ -1,0 +1,191 @@
+"""Shared plumbing for the transformers backends: device/dtype checks, offline-safe loading,
+LoRA adapters and batched generation that survives running out of GPU memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from medcap.errors import InputError, MissingExtraError, OfflineFetchError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+GPU_ONLY_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
+ATTENTION_CHOICES = ("eager", "sdpa", *sorted(GPU_ONLY_ATTENTION))
+
+
+def require_transformers() -> None:
+    """Raise MissingExtraError when the [gen] extra (transformers, peft) is missing."""
+    try:
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "transformers", "gen") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> the first GPU if there is one, else the CPU; asking for CUDA without it fails."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {device!r} needs a CUDA GPU but none is available; use --device cpu"
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` -> bfloat16 on GPU, float32 on CPU; half precision on CPU is refused."""
+    import torch
+
+    choices = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in choices:
+        raise InputError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16")
+    if device.type == "cpu" and dtype != "fp32":
+        raise InputError(
+            f"dtype {dtype} is a GPU setting and this run is on the CPU; use --dtype fp32 or auto"
+        )
+    return choices[dtype]
+
+
+def check_attention(attn_implementation: str, device: torch.device) -> str:
+    """Validate the attention kernel for the device (flash attention needs a GPU)."""
+    if attn_implementation not in ATTENTION_CHOICES:
+        raise InputError(
+            f"unknown attention implementation {attn_implementation!r}; "
+            f"use one of {', '.join(ATTENTION_CHOICES)}"
+        )
+    if attn_implementation in GPU_ONLY_ATTENTION and device.type != "cuda":
+        raise InputError(f"attention {attn_implementation} needs a CUDA GPU; use sdpa on the CPU")
+    return attn_implementation
+
+
+def looks_like_path(model_id: str) -> bool:
+    """True for strings meant as local paths rather than hub ids."""
+    return model_id.startswith(("/", ".", "~")) or Path(model_id).expanduser().exists()
+
+
+def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwargs: Any) -> Any:
+    """Call `loader(model_id, **kwargs)` (a `from_pretrained`); failures become one-line errors."""
+    if looks_like_path(model_id) and not Path(model_id).expanduser().exists():
+        raise InputError(
+            f"{what} path {model_id} does not exist; pass an existing directory with --model"
+        )
+    local = looks_like_path(model_id)
+    try:
+        return loader(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
+    except (OSError, ValueError) as exc:
+        if local:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{what} at {model_id} could not be loaded ({first}); pass a saved model directory"
+            ) from None
+        if not isinstance(exc, OSError):  # a hub id that was found but is not usable: a real bug
+            raise
+        raise OfflineFetchError(
+            f"could not load {what} {model_id!r}: not in the local Hugging Face cache and the "
+            "hub is unreachable; download it on a connected machine, or pass a local directory "
+            "with --model PATH"
+        ) from None
+
+
+def attention_option(attn_implementation: str, device: torch.device) -> dict[str, str]:
+    """`from_pretrained` keyword for the attention kernel; sdpa is transformers' own default."""
+    chosen = check_attention(attn_implementation, device)
+    return {} if chosen == "sdpa" else {"attn_implementation": chosen}
+
+
+def attach_adapter(model: Any, adapter: str | Path) -> Any:
+    """Wrap `model` with the LoRA adapter saved in directory `adapter` (inference mode)."""
+    from peft import PeftModel
+
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise InputError(
+            f"{path} is not a LoRA adapter directory (no adapter_config.json); pass --adapter DIR"
+        )
+    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory errors (including the older RuntimeError form)."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class OomBatcher:
+    """Runs `fn` over batches of at most `batch_size` items; on out-of-memory halves the batch
+    size (kept for later calls) and retries, so a long run is not lost."""
+
+    def __init__(self, batch_size: int) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+
+    def run(self, items: Sequence[T], fn: Callable[[Sequence[T]], list[R]]) -> list[R]:
+        """Apply `fn` to consecutive slices of `items`; returns the concatenated results."""
+        out: list[R] = []
+        start = 0
+        while start < len(items):
+            chunk = items[start : start + self.batch_size]
+            try:
+                out.extend(fn(chunk))
+            except Exception as exc:
+                if not is_out_of_memory(exc) or self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning(
+                    "out of GPU memory at batch %d; retrying with batch %d",
+                    len(chunk),
+                    self.batch_size,
+                )
+                _free_cuda_memory()
+                continue
+            start += len(chunk)
+        return out
+
+
+def _free_cuda_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def new_tokens(
+    sequences: torch.Tensor, prompt_length: int, input_ids: torch.Tensor
+) -> torch.Tensor:
+    """The generated part of `generate` output: drop the echoed prompt when it is there."""
+    if sequences.shape[1] >= prompt_length and bool(
+        (sequences[:, :prompt_length] == input_ids).all()
+    ):
+        return sequences[:, prompt_length:]
+    return sequences
+
+
+def model_name(model: Any, fallback: str = "custom") -> str:
+    """The id or path a model was loaded from, when transformers recorded it."""
+    config = getattr(model, "config", None)
+    name = getattr(config, "_name_or_path", "") or ""
+    return str(name) or fallback

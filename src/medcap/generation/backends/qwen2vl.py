@@ -1,0 +1,140 @@
+"""Qwen2-VL backend: the query image and the neighbour captions in one chat turn.
+
+Batched generation with left padding (bf16 on GPU), image size bounded by min/max pixels
+(28x28 pixels per visual token), an optional LoRA adapter, and the prompt tokens cut off
+the output. Pass a built `model` and `processor` (tests use tiny ones) or a model id/path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medcap.config import DEFAULTS, GenerationConfig
+from medcap.generation.adapter import read_adapter_info
+from medcap.generation.backends import hf
+from medcap.generation.prompt import clean_caption
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+
+    from medcap.generation.prompt import Prompt
+
+log = logging.getLogger(__name__)
+
+
+def load_qwen2vl(
+    model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
+) -> tuple[Any, Any]:
+    """Load a Qwen2-VL model and its processor from a hub id (cache only when offline) or a path."""
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    model = hf.load_pretrained(
+        Qwen2VLForConditionalGeneration.from_pretrained,
+        model_id,
+        "Qwen2-VL model",
+        dtype=dtype,
+        **hf.attention_option(cfg.attn_implementation, device),
+    )
+    processor = hf.load_pretrained(AutoProcessor.from_pretrained, model_id, "Qwen2-VL processor")
+    return model.to(device), processor
+
+
+class Qwen2VLBackend:
+    """Captions with a Qwen2-VL chat model reading the image and the neighbours' captions."""
+
+    name = "qwen2-vl"
+
+    def __init__(
+        self,
+        *,
+        model: Any | None = None,
+        processor: Any | None = None,
+        model_id: str | None = None,
+        adapter: str | Path | None = None,
+        cfg: GenerationConfig = DEFAULTS.generation,
+    ) -> None:
+        hf.require_transformers()
+        import torch
+
+        if (model is None) != (processor is None):
+            raise ValueError("pass both model and processor, or neither")
+        self.cfg = cfg
+        info = read_adapter_info(adapter) if adapter else None
+        if model is None:
+            model_id = model_id or (info.base_model if info else None) or cfg.qwen2vl_model
+            device = hf.resolve_device(cfg.device)
+            model, processor = load_qwen2vl(
+                model_id, cfg, device, hf.resolve_dtype(cfg.dtype, device)
+            )
+        self.model = model_id or hf.model_name(model)
+        if adapter:
+            model = hf.attach_adapter(model, adapter)
+            self.model += f"+{Path(adapter).name}"
+        self.net = model.eval()
+        assert processor is not None  # both given, or both loaded above
+        self.processor: Any = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.device = next(model.parameters()).device
+        self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        self._batcher = hf.OomBatcher(cfg.batch_size)
+        self._size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
+        tokenizer = self.processor.tokenizer
+        self._pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        self._torch = torch
+
+    def chat_text(self, prompt: Prompt) -> str:
+        """The prompt rendered through the processor's chat template, ready for generation."""
+        text: str = self.processor.apply_chat_template(
+            prompt.messages, tokenize=False, add_generation_prompt=True
+        )
+        return text
+
+    def encode(self, images: Sequence[Image], texts: Sequence[str]) -> dict[str, Any]:
+        """Processor inputs (left-padded) for images and chat texts, on the model's device."""
+        image_options: dict[str, Any] = {"size": self._size}
+        if self.device.type == "cuda":  # resize and normalise on the GPU
+            image_options["device"] = str(self.device)
+        # A static cache is compiled for its shape: padding prompts to a multiple of N tokens
+        # lets batches of similar prompts reuse one compiled graph.
+        multiple = self.cfg.pad_to_multiple_of if self.cfg.static_cache else None
+        inputs = self.processor(
+            text=list(texts),
+            images=[image.convert("RGB") for image in images],
+            padding=True,
+            pad_to_multiple_of=multiple,
+            return_tensors="pt",
+            images_kwargs=image_options,
+        )
+        moved = {k: v.to(self.device) for k, v in inputs.items()}
+        moved["pixel_values"] = moved["pixel_values"].to(self.dtype)
+        return moved
+
+    def generate(self, images: Sequence[Image], prompts: Sequence[Prompt]) -> list[str]:
+        """One caption per (image, prompt); batches of `cfg.batch_size`, halved on out-of-memory."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        pairs = list(zip(images, prompts, strict=True))
+        return self._batcher.run(pairs, self._generate_batch)
+
+    def _generate_batch(self, pairs: Sequence[tuple[Image, Prompt]]) -> list[str]:
+        inputs = self.encode([image for image, _ in pairs], [self.chat_text(p) for _, p in pairs])
+        options: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "do_sample": False,
+            "num_beams": self.cfg.num_beams,
+            "pad_token_id": self._pad_id,
+        }
+        if self.cfg.static_cache:
+            options["cache_implementation"] = "static"
+        with self._torch.inference_mode():
+            sequences = self.net.generate(**inputs, **options)
+        prompt_ids = inputs["input_ids"]
+        generated = hf.new_tokens(sequences, prompt_ids.shape[1], prompt_ids)
+        texts = self.processor.batch_decode(generated, skip_special_tokens=True)
+        return [clean_caption(t) for t in texts]

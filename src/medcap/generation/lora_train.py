@@ -1,0 +1,356 @@
+"""LoRA fine-tuning of a caption generator (BLIP-2 or Qwen2-VL) on retrieval-augmented prompts.
+
+Only the adapter is trained and saved (`adapter_model.safetensors` + `adapter_config.json`,
+whose `target_modules` come from the config, plus `medcap_adapter.json` with the base model,
+template and k). Resumable checkpoints hold the adapter, the optimizer and the RNG state, so
+a resumed run continues exactly where it stopped. Writes `metrics.jsonl` and `loss.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medcap.config import DEFAULTS, GenerationConfig
+from medcap.errors import CorruptArtifactError, InputError
+from medcap.generation.adapter import AdapterInfo, write_adapter_info
+from medcap.generation.collate import GeneratorKind, TrainExample, collate, encode_example
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class LoraResult:
+    """What a LoRA run did; `losses` holds one training loss per optimizer step."""
+
+    out_dir: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    resumed_from: int = 0  # step of the checkpoint the run resumed from (0: fresh)
+
+
+def lora_targets(kind: GeneratorKind, cfg: GenerationConfig) -> tuple[str, ...]:
+    """The module names LoRA wraps for this generator (language-model attention projections)."""
+    return cfg.blip2_lora_targets if kind == "blip2-lora" else cfg.qwen2vl_lora_targets
+
+
+def attach_lora(model: Any, kind: GeneratorKind, cfg: GenerationConfig) -> Any:
+    """Wrap `model` with fresh LoRA layers on `lora_targets`; everything else is frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(lora_targets(kind, cfg)),
+        bias="none",
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise InputError(
+            f"LoRA target modules {list(lora_targets(kind, cfg))} not found in the {kind} "
+            f"model ({exc}); set generation.*_lora_targets in medcap.toml"
+        ) from None
+
+
+def _image_of(example: TrainExample) -> Any:
+    from PIL.Image import Image
+
+    if isinstance(example.image, Image):
+        return example.image
+    from medcap.data.images import load_image
+
+    return load_image(example.image)
+
+
+class _Batches:
+    """Encodes examples for one generator kind and yields collated batches on a device."""
+
+    def __init__(
+        self, kind: GeneratorKind, model: Any, processor: Any, cfg: GenerationConfig
+    ) -> None:
+        self.kind, self.processor, self.cfg = kind, processor, cfg
+        self.config = model.config
+        tokenizer = processor.tokenizer
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        self.size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
+
+    def batch(
+        self, examples: Sequence[TrainExample], device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        items = [
+            encode_example(self.kind, self.processor, self.config, _image_of(e), e, self.size)
+            for e in examples
+        ]
+        return {k: v.to(device) for k, v in collate(self.kind, items, self.pad_id).items()}
+
+
+def _forward_loss(model: Any, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    import torch
+
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    batch = dict(batch)
+    batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    autocast = device.type == "cuda" and dtype != torch.float32
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss: torch.Tensor = model(**batch).loss
+    return loss
+
+
+def evaluate_loss(
+    model: Any,
+    processor: Any,
+    examples: Sequence[TrainExample],
+    *,
+    kind: GeneratorKind,
+    cfg: GenerationConfig = DEFAULTS.generation,
+) -> float:
+    """Mean masked caption loss (nats per target token, averaged over batches) in eval mode."""
+    import torch
+
+    device = next(model.parameters()).device
+    batches = _Batches(kind, model, processor, cfg)
+    was_training = model.training
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(examples), cfg.lora_batch_size):
+            chunk = examples[start : start + cfg.lora_batch_size]
+            losses.append(float(_forward_loss(model, batches.batch(chunk, device), device)))
+    model.train(was_training)
+    return sum(losses) / max(1, len(losses))
+
+
+def _step_order(n: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Example indices of global step `step`: a seeded shuffle per epoch, so resume can replay."""
+    import torch
+
+    per_epoch = math.ceil(n / batch_size)
+    epoch, within = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    return order[within * batch_size : (within + 1) * batch_size]
+
+
+def _save_checkpoint(
+    model: Any, optimizer: Any, step: int, losses: list[float], out_dir: Path
+) -> Path:
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    root = out_dir / CHECKPOINT_DIR
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    save_file(state, str(tmp / "adapter.safetensors"))
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "losses": losses,
+        },
+        tmp / "trainer.pt",
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, if any."""
+    found = sorted((Path(out_dir) / CHECKPOINT_DIR).glob("step-*"))
+    return found[-1] if found else None
+
+
+def _load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[float]]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        set_peft_model_state_dict(model, load_file(str(path / "adapter.safetensors")))
+        state = torch.load(path / "trainer.pt", weights_only=False)
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise CorruptArtifactError(
+            f"checkpoint {path} is damaged ({exc}); delete it to resume from an older one"
+        ) from None
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"]), list(state["losses"])
+
+
+def _rewrite_metrics(path: Path, upto_step: int) -> None:
+    """Drop metric lines past the resumed checkpoint, so steps are not logged twice."""
+    if not path.exists():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line and json.loads(line)["step"] <= upto_step
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def plot_losses(losses: Sequence[float], path: Path) -> Path:
+    """Write the training-loss curve as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(losses) + 1), losses, lw=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("masked caption loss")
+    ax.set_title("generator LoRA training")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def train_lora(
+    model: Any,
+    processor: Any,
+    examples: Sequence[TrainExample],
+    out_dir: str | Path,
+    *,
+    kind: GeneratorKind,
+    cfg: GenerationConfig = DEFAULTS.generation,
+    base_model: str = "",
+    resume: bool = False,
+    progress: bool = False,
+) -> LoraResult:
+    """Fine-tune LoRA adapters of a built model on `examples`; save only the adapter to `out_dir`.
+
+    Runs `cfg.lora_epochs` epochs of `cfg.lora_batch_size`, capped at `cfg.lora_max_steps`.
+
+    Example:
+        >>> model, processor = build_tiny_blip2(captions)
+        >>> train_lora(model, processor, examples, "runs/adapter", kind="blip2-lora")
+    """
+    import torch
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    if not examples:
+        raise InputError("no training examples for the generator; check --data and --split")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.lora_seed)
+    device = next(model.parameters()).device
+    peft_model = attach_lora(model, kind, cfg)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lora_lr, weight_decay=0.0)
+    per_epoch = math.ceil(len(examples) / cfg.lora_batch_size)
+    total = per_epoch * cfg.lora_epochs
+    if cfg.lora_max_steps is not None:
+        total = min(total, cfg.lora_max_steps)
+    metrics = out / "metrics.jsonl"
+    step, losses = 0, list[float]()
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        step, losses = _load_checkpoint(peft_model, optimizer, checkpoint)
+        _rewrite_metrics(metrics, step)
+        log.info("resuming generator training from %s (step %d of %d)", checkpoint, step, total)
+    elif not resume:
+        metrics.unlink(missing_ok=True)
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    result = LoraResult(
+        out_dir=out,
+        steps=step,
+        trainable_params=sum(p.numel() for p in trainable),
+        total_params=sum(p.numel() for p in peft_model.parameters()),
+        resumed_from=step,
+    )
+    batches = _Batches(kind, model, processor, cfg)
+    peft_model.train()
+    start = time.perf_counter()
+    bar = tqdm(
+        total=total,
+        initial=step,
+        unit="step",
+        desc=f"train {kind}",
+        disable=None if progress else True,
+    )
+    with metrics.open("a") as log_file:
+        while step < total:
+            indices = _step_order(len(examples), cfg.lora_batch_size, step, cfg.lora_seed)
+            loss = _forward_loss(
+                peft_model, batches.batch([examples[i] for i in indices], device), device
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            step += 1
+            losses.append(loss.item())
+            row = {
+                "step": step,
+                "epoch": (step - 1) // per_epoch,
+                "loss": round(losses[-1], 6),
+                "lr": cfg.lora_lr,
+                "elapsed_s": round(time.perf_counter() - start, 3),
+            }
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            if step % cfg.lora_checkpoint_every == 0 or step == total:
+                _save_checkpoint(peft_model, optimizer, step, losses, out)
+    bar.close()
+    peft_model.eval()
+    _save_adapter(peft_model, out)
+    write_adapter_info(
+        AdapterInfo(
+            backend=kind,
+            base_model=base_model,
+            template=examples[0].prompt.template,
+            k=cfg.k,
+            lora={
+                "r": cfg.lora_r,
+                "alpha": cfg.lora_alpha,
+                "dropout": cfg.lora_dropout,
+                "target_modules": list(lora_targets(kind, cfg)),
+            },
+            steps=step,
+            final_loss=losses[-1] if losses else None,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ),
+        out,
+    )
+    if losses:
+        plot_losses(losses, out / "loss.png")
+    result.steps, result.losses = step, losses
+    return result
+
+
+def _save_adapter(peft_model: Any, out: Path) -> None:
+    """Save only the adapter weights and config (peft's format) into `out`, via a temp dir."""
+    tmp = out / ".adapter.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    peft_model.save_pretrained(str(tmp))
+    for item in tmp.iterdir():
+        item.replace(out / item.name)
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""Caption many images into a results CSV that survives interruption.
+
+Rows are appended in checkpoints (every `GenerationConfig.checkpoint_every` images, and on any
+exception) with one write, a flush and an fsync each. A rerun reads the image_ids already in
+the file, repairs a last line cut short by a hard kill, and captions only what is missing, so
+every image ends up in the file exactly once. The CSV feeds `medcap eval captions`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+
+from medcap.config import DEFAULTS, GenerationConfig
+from medcap.errors import InputError
+from medcap.generation.prompt import clean_caption
+from medcap.types import Caption, Record, Skipped
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "original_caption",
+    "generated_caption",
+    "neighbour_ids",
+    "neighbour_scores",
+    "backend",
+    "model",
+    "processing_time_sec",
+    "timestamp",
+    "split",
+)
+LIST_SEPARATOR = ";"  # inside the neighbour_ids and neighbour_scores cells
+
+# Maps a batch of records to one Caption (or a Skipped, e.g. an unreadable image) per record.
+CaptionFn = Callable[[Sequence[Record]], Sequence[Caption | Skipped]]
+
+
+@dataclass
+class RunSummary:
+    """What a batch captioning run did."""
+
+    out_path: Path
+    written: int = 0  # rows added by this run
+    resumed: int = 0  # rows that were already in the file
+    skipped: list[Skipped] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        """Throughput of this run over the rows it wrote."""
+        return self.written / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def format_row(record: Record, caption: Caption, split: str) -> list[str]:
+    """One CSV row (captions kept on one line; scores with 4 decimals)."""
+    return [
+        record.image_id,
+        clean_caption(record.caption),
+        clean_caption(caption.text),
+        LIST_SEPARATOR.join(caption.neighbour_ids),
+        LIST_SEPARATOR.join(f"{s:.4f}" for s in caption.neighbour_scores),
+        caption.backend,
+        caption.model,
+        f"{caption.latency_s:.4f}",
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        split,
+    ]
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a last line that a hard kill left without its newline."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            log.warning(
+                "%s: dropping an incomplete last line (%d bytes) before resuming",
+                path,
+                len(data) - end,
+            )
+            handle.truncate(end)
+
+
+def read_done_ids(path: str | Path) -> set[str]:
+    """image_ids already in a results CSV (after repairing a truncated last line)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    _repair_tail(path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return set()
+        if tuple(header) != COLUMNS:
+            raise InputError(
+                f"{path} exists but is not a medcap results file (columns {header[:4]}...); "
+                "pass another --out or --overwrite"
+            )
+        return {row[0] for row in reader if len(row) == len(COLUMNS)}
+
+
+class _CsvAppender:
+    """Appends rows to the results file, each checkpoint as one write + fsync."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("w" if fresh else "a", newline="", encoding="utf-8")
+        self.pending: list[list[str]] = []
+        if fresh or path.stat().st_size == 0:
+            self._write([list(COLUMNS)])
+
+    def _write(self, rows: list[list[str]]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(rows)
+        self.handle.write(buffer.getvalue())
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def add(self, row: list[str]) -> None:
+        self.pending.append(row)
+
+    def flush(self) -> int:
+        count = len(self.pending)
+        if count:
+            self._write(self.pending)
+            self.pending = []
+        return count
+
+    def close(self) -> None:
+        self.flush()
+        self.handle.close()
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def caption_dataset(
+    records: Iterable[Record],
+    caption_fn: CaptionFn,
+    out_path: str | Path,
+    *,
+    split: str,
+    cfg: GenerationConfig = DEFAULTS.generation,
+    limit: int | None = None,
+    total: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Caption `records` (the first `limit` of them) into `out_path`, resuming a partial file.
+
+    `caption_fn` gets batches of `cfg.batch_size` records and returns one Caption or Skipped
+    for each. `total` (the number of records, when known) sizes the progress bar.
+
+    Example:
+        >>> summary = caption_dataset(dataset.records("test"), make_caption_fn(...), "results.csv",
+        ...                           split="test", limit=100)
+    """
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    out = Path(out_path)
+    done = set() if overwrite else read_done_ids(out)
+    summary = RunSummary(out_path=out)
+    if limit is not None:
+        records = islice(records, limit)
+        total = min(total, limit) if total is not None else limit
+    seen: set[str] = set()
+
+    def todo() -> Iterator[Record]:
+        for record in records:
+            if record.image_id in seen:
+                reason = "duplicate image_id"
+                summary.skipped.append(Skipped(str(out), None, record.image_id, reason))
+                continue
+            seen.add(record.image_id)
+            if record.image_id in done:
+                summary.resumed += 1
+            else:
+                yield record
+
+    remaining = max(0, total - len(done)) if total is not None else None
+    writer = _CsvAppender(out, fresh=overwrite or not done)
+    bar = tqdm(
+        total=remaining, unit="img", desc=f"caption {split}", disable=None if progress else True
+    )
+    start = time.perf_counter()
+    try:
+        for batch in _batches(todo(), cfg.batch_size):
+            results = caption_fn(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"caption function returned {len(results)} results for {len(batch)} records"
+                )
+            for record, result in zip(batch, results, strict=True):
+                if isinstance(result, Skipped):
+                    summary.skipped.append(result)
+                else:
+                    writer.add(format_row(record, result, split))
+            if len(writer.pending) >= cfg.checkpoint_every:
+                summary.written += writer.flush()
+            bar.update(len(batch))
+            bar.set_postfix(skipped=len(summary.skipped), refresh=False)
+    finally:
+        # Rows finished before an interruption are kept; the rerun starts after them.
+        summary.written += len(writer.pending)
+        writer.close()
+        bar.close()
+        summary.elapsed_s = time.perf_counter() - start
+    log.info(
+        "%s: %d rows written, %d already there, %d skipped (%.2f images/s)",
+        out,
+        summary.written,
+        summary.resumed,
+        len(summary.skipped),
+        summary.images_per_s,
+    )
+    return summary

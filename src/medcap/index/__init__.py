@@ -1,0 +1,25 @@
+"""The index directory: FAISS indexes of image and caption vectors, items, manifest.
+
+Knows vectors, rows and an encoder fingerprint; never open_clip. Layout of `DIR/`:
+
+    manifest.json        written last; format version, encoder spec + fingerprint (+ absolute
+                         checkpoint path), dim, metric, count, sources, index type, factory
+                         string, search params, why `auto` chose it, file sizes, created_at
+    image.faiss          image vectors, row i = items row i (inner product over unit vectors)
+    caption.faiss        caption vectors, same rows
+    items.parquet        image_id, caption, cuis, split, image_path (absolute, only when the
+                         image is a file on disk), extra (JSON of the record's metadata)
+    thumbnails.parquet   image_id, thumbnail (JPEG, <= thumbnail_size px) when built with
+                         thumbnails: lets the app show cases whose images live in parquet
+    skipped.jsonl        cases left out (undecodable image, duplicate id), with reasons
+    emb/                 float16 shards: image_NNNNN.npy, caption_NNNNN.npy,
+                         items_NNNNN.parquet, shard_NNNNN.json (resume, add, rescoring)
+"""
+
+from __future__ import annotations
+
+from medcap.index.build import CaseEncoder, add_to_index, build_index
+from medcap.index.manifest import Manifest
+from medcap.index.store import IndexDir, open_index
+
+__all__ = ["CaseEncoder", "IndexDir", "Manifest", "add_to_index", "build_index", "open_index"]

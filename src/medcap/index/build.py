@@ -1,0 +1,375 @@
+"""Build an index directory from records, resumably; append cases to one.
+
+Records stream through in shards of `IndexConfig.shard_size` cases: each shard is
+encoded, written under `<out>.partial/emb/` and forgotten, so memory stays bounded by
+one shard whatever the dataset size. The FAISS files, items and manifest are written
+from the shards at the end, then the work directory is renamed to `<out>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medcap import __version__
+from medcap.config import DEFAULTS, IndexConfig
+from medcap.errors import InputError
+from medcap.index.finalize import (
+    check_replaceable,
+    emb_dir_of,
+    file_sizes,
+    link_or_copy,
+    partial_dir,
+    swap_into_place,
+    write_faiss,
+    write_items,
+    write_skipped,
+)
+from medcap.index.manifest import (
+    MANIFEST_NAME,
+    EncoderInfo,
+    IndexInfo,
+    Manifest,
+    ShardInfo,
+    SourceInfo,
+    now_iso,
+    write_json_atomic,
+    write_manifest,
+)
+from medcap.index.planner import plan_index
+from medcap.index.shards import (
+    Thumbnailer,
+    ids_digest,
+    read_shard_meta,
+    remove_shard,
+    shard_files,
+    shard_name,
+    shard_skipped,
+    write_shard,
+)
+from medcap.index.store import IndexDir, open_index
+from medcap.types import Record, Skipped
+
+LOG = logging.getLogger(__name__)
+STATE_NAME = "build.json"  # the work directory's build settings, checked on --resume
+
+
+class CaseEncoder(Protocol):
+    """What the index needs from an encoder (medcap.encoder.Encoder satisfies it)."""
+
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def embed_dim(self) -> int: ...
+
+    def encode_cases(
+        self, records: Sequence[Record], *, batch_size: int | None = None, progress: bool = False
+    ) -> tuple[list[Record], NDArray[np.float32], NDArray[np.float32], list[Skipped]]: ...
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    it = iter(records)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _checkpoint_path(spec: str) -> str | None:
+    return os.path.abspath(spec) if os.path.isfile(spec) else None
+
+
+def _encode_shard(
+    chunk: list[Record],
+    encoder: CaseEncoder,
+    emb_dir: Path,
+    name: str,
+    *,
+    seen: set[str],
+    source: str,
+    batch_size: int,
+    make_thumbnail: Thumbnailer | None,
+) -> int:
+    """Encode one chunk (duplicates of already indexed ids skipped) and write its shard."""
+    fresh, skipped = [], []
+    for r in chunk:
+        if r.image_id in seen:
+            skipped.append(
+                Skipped(source, None, r.image_id, "duplicate image_id (already indexed)")
+            )
+        else:
+            seen.add(r.image_id)
+            fresh.append(r)
+    dim = encoder.embed_dim
+    kept: list[Record] = []
+    img = cap = np.zeros((0, dim), dtype=np.float32)
+    if fresh:
+        kept, img, cap, bad = encoder.encode_cases(fresh, batch_size=batch_size, progress=False)
+        skipped.extend(bad)
+        for failed in {x.image_id for x in fresh} - {x.image_id for x in kept}:
+            seen.discard(failed)  # a failed image may be fixed and added later
+    thumbs = [make_thumbnail(r) if make_thumbnail else None for r in kept]
+    return write_shard(
+        emb_dir,
+        name,
+        input_ids=[r.image_id for r in chunk],
+        records=kept,
+        image_emb=np.asarray(img, dtype=np.float32).reshape(-1, dim),
+        caption_emb=np.asarray(cap, dtype=np.float32).reshape(-1, dim),
+        thumbnails=thumbs,
+        skipped=skipped,
+    )
+
+
+def _encode_all(
+    records: Iterable[Record],
+    encoder: CaseEncoder,
+    emb_dir: Path,
+    *,
+    first: int,
+    cfg: IndexConfig,
+    seen: set[str],
+    source: str,
+    resume: bool,
+    make_thumbnail: Thumbnailer | None,
+    progress: bool,
+    total: int | None,
+) -> tuple[list[str], int, list[Skipped]]:
+    """Stream records into shards first, first+1, ...; complete shards are reused on resume."""
+    from tqdm.auto import tqdm
+
+    names: list[str] = []
+    kept_total = 0
+    skipped: list[Skipped] = []
+    bar = tqdm(total=total, unit="case", desc="indexing", disable=not progress)
+    try:
+        for i, chunk in enumerate(_chunks(records, cfg.shard_size), start=first):
+            name = shard_name(i)
+            meta = read_shard_meta(emb_dir, name) if resume else None
+            if meta is not None:
+                if meta["ids_digest"] != ids_digest([r.image_id for r in chunk]):
+                    raise InputError(
+                        f"shard {name} in {emb_dir} was built from other records than the data "
+                        "now given (different data, split or order); delete the .partial "
+                        "directory and build again"
+                    )
+                seen.update(_shard_ids(emb_dir, name))
+                LOG.debug("resume: shard %s is complete (%d cases)", name, meta["count"])
+                count = int(meta["count"])
+            else:
+                remove_shard(emb_dir, name)
+                count = _encode_shard(
+                    chunk, encoder, emb_dir, name, seen=seen, source=source,
+                    batch_size=cfg.batch_size, make_thumbnail=make_thumbnail,
+                )  # fmt: skip
+                meta = read_shard_meta(emb_dir, name)
+                assert meta is not None
+            skipped.extend(shard_skipped(meta))
+            names.append(name)
+            kept_total += count
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return names, kept_total, skipped
+
+
+def _shard_ids(emb_dir: Path, name: str) -> list[str]:
+    from medcap.index.shards import read_shard_items
+
+    return [str(x) for x in read_shard_items(emb_dir, name).column("image_id").to_pylist()]
+
+
+def _check_state(work: Path, state: dict[str, Any]) -> None:
+    path = work / STATE_NAME
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in ("fingerprint", "shard_size", "dataset_fingerprint", "split"):
+            if old.get(key) != state.get(key):
+                raise InputError(
+                    f"{work} was started with {key}={old.get(key)!r}, not {state.get(key)!r}; "
+                    "resume with the same settings or delete it and build again"
+                )
+    else:
+        write_json_atomic(path, state)
+
+
+def build_index(
+    records: Iterable[Record],
+    encoder: CaseEncoder,
+    out_dir: str | Path,
+    cfg: IndexConfig | None = None,
+    *,
+    dataset_fingerprint: str = "",
+    dataset_name: str = "",
+    split: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    total: int | None = None,
+    make_thumbnail: Thumbnailer | None = None,
+    source_skipped: Sequence[Skipped] | None = None,
+) -> IndexDir:
+    """Embed `records` with `encoder` and write the index directory `out_dir`.
+
+    Writes into `<out_dir>.partial/` and renames it when complete; `resume` continues an
+    interrupted build from its finished shards. `source_skipped` (e.g. a dataset's
+    `.skipped` list, read after iteration) is added to the skipped list.
+
+    >>> enc = load_encoder("medcap-tiny")
+    >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
+    """
+    cfg = cfg or DEFAULTS.index
+    if cfg.shard_size < 1:
+        raise InputError(f"shard_size must be at least 1 (got {cfg.shard_size})")
+    out = Path(out_dir)
+    work = partial_dir(out)
+    check_replaceable(out, overwrite=overwrite)
+    if work.exists() and not resume:
+        raise InputError(
+            f"{work} holds an unfinished build; pass --resume to continue it or delete it"
+        )
+    split = split if split is not None else cfg.split
+    if resume and (work / MANIFEST_NAME).exists():  # killed between the manifest and the rename
+        swap_into_place(work, out, overwrite=overwrite)
+        return open_index(out, expected_fingerprint=encoder.fingerprint)
+    emb_dir = emb_dir_of(work)
+    emb_dir.mkdir(parents=True, exist_ok=True)
+    thumbs = make_thumbnail is not None and cfg.thumbnail_size > 0
+    _check_state(
+        work,
+        {
+            "spec": encoder.spec,
+            "fingerprint": encoder.fingerprint,
+            "shard_size": cfg.shard_size,
+            "dataset_fingerprint": dataset_fingerprint,
+            "split": split,
+            "started_at": now_iso(),
+        },
+    )
+    names, count, skipped = _encode_all(
+        records, encoder, emb_dir, first=0, cfg=cfg, seen=set(), source=dataset_name,
+        resume=resume, make_thumbnail=make_thumbnail if thumbs else None,
+        progress=progress, total=total,
+    )  # fmt: skip
+    skipped.extend(source_skipped or ())
+    for stale in sorted(emb_dir.glob("shard_*.json")):  # shards of a longer earlier input
+        if stale.stem.removeprefix("shard_") not in names:
+            remove_shard(emb_dir, stale.stem.removeprefix("shard_"))
+    if count == 0:
+        raise InputError(
+            f"no cases to index from {dataset_name or 'the records'} (split {split!r}); "
+            f"{len(skipped)} skipped; check the data"
+        )
+    dim = encoder.embed_dim
+    plan = plan_index(count, dim, cfg)
+    LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
+    write_faiss(work, emb_dir, names, plan, dim)
+    write_items(work, emb_dir, names, thumbnails=thumbs)
+    write_skipped(work, skipped)
+    (work / STATE_NAME).unlink()
+    manifest = Manifest(
+        encoder=EncoderInfo(encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)),
+        dim=dim,
+        count=count,
+        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
+        sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
+        shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
+        files=file_sizes(work),
+        skipped_count=len(skipped),
+        has_thumbnails=thumbs,
+        created_at=now_iso(),
+        medcap_version=__version__,
+    )
+    write_manifest(manifest, work)  # last: from here on the directory is an index
+    swap_into_place(work, out, overwrite=overwrite)
+    return open_index(out, expected_fingerprint=encoder.fingerprint)
+
+
+def _shard_counts(emb_dir: Path, names: Sequence[str]) -> list[tuple[str, int]]:
+    out = []
+    for n in names:
+        meta = read_shard_meta(emb_dir, n)
+        assert meta is not None
+        out.append((n, int(meta["count"])))
+    return out
+
+
+def add_to_index(
+    index_dir: str | Path,
+    records: Iterable[Record],
+    encoder: CaseEncoder,
+    cfg: IndexConfig | None = None,
+    *,
+    dataset_fingerprint: str = "",
+    dataset_name: str = "",
+    split: str = "",
+    progress: bool = False,
+    total: int | None = None,
+    make_thumbnail: Thumbnailer | None = None,
+    source_skipped: Sequence[Skipped] | None = None,
+) -> tuple[IndexDir, int]:
+    """Append new cases to an index built with the same encoder; returns (index, added).
+
+    Cases whose image_id is already indexed are skipped. The new directory is written
+    next to the old one and swapped in, so the index is never half-updated.
+    """
+    cfg = cfg or DEFAULTS.index
+    path = Path(index_dir)
+    old = open_index(path, expected_fingerprint=encoder.fingerprint)
+    work = partial_dir(path)
+    if work.exists():
+        raise InputError(f"{work} exists (an interrupted build or add); delete it and run again")
+    emb_dir = emb_dir_of(work)
+    emb_dir.mkdir(parents=True)
+    try:
+        old_names = [s.name for s in old.manifest.shards]
+        for name in old_names:
+            for file in shard_files(emb_dir_of(path), name):
+                link_or_copy(file, emb_dir / file.name)
+        thumbs = old.manifest.has_thumbnails
+        new_names, added, skipped = _encode_all(
+            records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
+            seen=set(old.image_ids()), source=dataset_name, resume=False,
+            make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
+        )  # fmt: skip
+        skipped.extend(source_skipped or ())
+        if added == 0:
+            raise InputError(
+                f"no new cases to add from {dataset_name or 'the records'}: all were already "
+                f"indexed or skipped ({len(skipped)} skipped)"
+            )
+        names = old_names + new_names
+        write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
+        write_items(work, emb_dir, names, thumbnails=thumbs)
+        write_skipped(work, [*old.skipped(), *skipped])
+        m = old.manifest
+        manifest = dataclasses.replace(
+            m,
+            count=m.count + added,
+            sources=(
+                *m.sources,
+                SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
+            ),
+            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
+            files=file_sizes(work),
+            skipped_count=m.skipped_count + len(skipped),
+            medcap_version=__version__,
+        )
+        write_manifest(manifest, work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    swap_into_place(work, path, overwrite=True)
+    return open_index(path, expected_fingerprint=encoder.fingerprint), added

@@ -1,0 +1,133 @@
+"""Every FAISS call medcap makes: create, train, add, search, read, write.
+
+This is the only module that imports faiss. Vectors are float32, C-contiguous, (n, d)
+and L2-normalised; the metric is always inner product (= cosine similarity).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medcap.errors import CorruptArtifactError
+
+# faiss's loader logs each SIMD variant it tries at INFO; keep that off the CLI's stderr.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+import faiss  # noqa: E402
+
+LOG = logging.getLogger(__name__)
+
+
+def new_index(factory: str, dim: int) -> Any:
+    """An empty inner-product index from a FAISS factory string ("Flat", "HNSW32", ...)."""
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if hasattr(index, "do_polysemous_training"):
+        # The factory turns on polysemous PQ training (tens of seconds); medcap's
+        # searches never use polysemous filtering, so skip it.
+        index.do_polysemous_training = False
+    return index
+
+
+def is_trained(index: Any) -> bool:
+    """Whether the index is ready for `add` (flat and HNSW always are)."""
+    return bool(index.is_trained)
+
+
+def train_index(index: Any, sample: NDArray[np.float32]) -> None:
+    """Train an index that needs it (IVF centroids, PQ codebooks) on `sample` (n, d)."""
+    if not index.is_trained:
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+
+def add_vectors(index: Any, vectors: NDArray[np.float32]) -> None:
+    """Append `vectors` (n, d); their rows continue from `index.ntotal`."""
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def set_search_params(index: Any, params: dict[str, Any]) -> None:
+    """Apply search-time parameters known to FAISS (efSearch, nprobe); others are ignored."""
+    space = faiss.ParameterSpace()
+    for name in ("efSearch", "nprobe"):
+        if name in params:
+            space.set_index_parameter(index, name, int(params[name]))
+
+
+def search(
+    index: Any, queries: NDArray[np.float32], k: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Top-k rows by inner product: scores (q, k) float32 descending, rows (q, k), -1 = none."""
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, rows
+
+
+def range_search(
+    index: Any, query: NDArray[np.float32], threshold: float
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Every (score, row) with inner product > `threshold` for one query (d,)."""
+    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    _, scores, rows = index.range_search(q, float(threshold))
+    return scores.astype(np.float32), rows.astype(np.int64)
+
+
+def count(index: Any) -> int:
+    """Number of vectors in the index."""
+    return int(index.ntotal)
+
+
+def dimension(index: Any) -> int:
+    """Vector dimension of the index."""
+    return int(index.d)
+
+
+def write_index(index: Any, path: Path) -> None:
+    """Write an index (from the CPU) to `path`."""
+    if num_gpus() > 0 and hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
+        index = faiss.index_gpu_to_cpu(index)
+    faiss.write_index(index, str(path))
+
+
+def read_index(path: Path) -> Any:
+    """Read an index; a damaged file raises CorruptArtifactError naming it."""
+    if not path.exists():
+        raise CorruptArtifactError(
+            f"{path} is missing; rebuild the index with `medcap index build`"
+        )
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1][-160:] if str(exc).strip() else "read error"
+        raise CorruptArtifactError(
+            f"{path} is damaged or truncated ({detail}); "
+            "rebuild the index with `medcap index build`"
+        ) from None
+
+
+def num_gpus() -> int:
+    """GPUs visible to FAISS (0 with faiss-cpu)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def to_gpu(index: Any) -> Any:
+    """Copy an index to all GPUs when faiss-gpu supports its type; else return it unchanged."""
+    if num_gpus() == 0 or "HNSW" in type(index).__name__:
+        return index  # faiss-gpu has no HNSW
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except (RuntimeError, AttributeError) as exc:  # unsupported type: search on the CPU
+        LOG.info("keeping the index on the CPU (%s)", exc)
+        return index
+
+
+def set_threads(n: int) -> None:
+    """Limit FAISS's OpenMP threads."""
+    faiss.omp_set_num_threads(int(n))
+
+
+def get_threads() -> int:
+    """FAISS's OpenMP thread count."""
+    return int(faiss.omp_get_max_threads())

@@ -1,0 +1,185 @@
+"""The index directory's `manifest.json`: what was indexed, with which encoder, how.
+
+The manifest is written last, after every other file of the directory is complete, so
+its presence is what makes a directory an index. It records the size of each file so
+that a truncated or replaced file is caught when the index is opened, before FAISS or
+pyarrow read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medcap.errors import CorruptArtifactError, IndexMismatchError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+METRIC = "inner_product"  # over L2-normalised float32 vectors, i.e. cosine similarity
+TARGETS: tuple[str, ...] = ("images", "captions")
+INDEX_FILES = {"images": "image.faiss", "captions": "caption.faiss"}
+ITEMS_NAME = "items.parquet"
+THUMBS_NAME = "thumbnails.parquet"
+SKIPPED_NAME = "skipped.jsonl"
+EMB_DIR = "emb"
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """The encoder that produced the vectors."""
+
+    spec: str  # as given by the user (a name, hf-hub id, or a path)
+    fingerprint: str
+    embed_dim: int
+    checkpoint: str | None = None  # absolute path when the spec is a local file
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The FAISS index type, its factory string, search parameters and why it was chosen."""
+
+    type: str  # flat | hnsw | ivfpq
+    factory: str  # FAISS index_factory string, e.g. "Flat", "HNSW32", "IVF1024,PQ64x8"
+    params: dict[str, Any] = field(default_factory=dict)  # efSearch, nprobe, rerank_factor
+    reason: str = ""
+    requested: str = "auto"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One dataset split that went into the index (a build, then each `index add`)."""
+
+    dataset: str
+    fingerprint: str
+    split: str
+    count: int  # cases indexed from it
+    added_at: str
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One float16 embedding shard under `emb/`."""
+
+    name: str  # e.g. "00003": files emb/image_00003.npy, caption_00003.npy, items_00003.parquet
+    count: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to open, check and extend an index directory."""
+
+    encoder: EncoderInfo
+    dim: int
+    count: int
+    index: IndexInfo
+    sources: tuple[SourceInfo, ...]
+    shards: tuple[ShardInfo, ...]
+    files: dict[str, int]  # file name relative to the directory -> size in bytes
+    skipped_count: int = 0
+    has_thumbnails: bool = False
+    metric: str = METRIC
+    format_version: int = FORMAT_VERSION
+    created_at: str = ""
+    medcap_version: str = ""
+
+    @property
+    def spec(self) -> str:
+        """The encoder spec the index was built with."""
+        return self.encoder.spec
+
+    @property
+    def fingerprint(self) -> str:
+        """The encoder fingerprint every query encoder must match."""
+        return self.encoder.fingerprint
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        """Fingerprint of the first (building) dataset."""
+        return self.sources[0].fingerprint if self.sources else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return asdict(self)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
+    """Build a Manifest from its JSON dict; `where` names the file in errors."""
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorruptArtifactError(
+            f"{where}: index format version {version!r} is not supported (this medcap reads "
+            f"version {FORMAT_VERSION}); rebuild the index with `medcap index build`"
+        )
+    try:
+        return Manifest(
+            encoder=EncoderInfo(**raw["encoder"]),
+            dim=int(raw["dim"]),
+            count=int(raw["count"]),
+            index=IndexInfo(**raw["index"]),
+            sources=tuple(SourceInfo(**s) for s in raw["sources"]),
+            shards=tuple(ShardInfo(**s) for s in raw["shards"]),
+            files={str(k): int(v) for k, v in raw["files"].items()},
+            skipped_count=int(raw.get("skipped_count", 0)),
+            has_thumbnails=bool(raw.get("has_thumbnails", False)),
+            metric=str(raw["metric"]),
+            format_version=int(version),
+            created_at=str(raw.get("created_at", "")),
+            medcap_version=str(raw.get("medcap_version", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptArtifactError(
+            f"{where}: manifest is missing or has a bad field ({exc}); rebuild the index"
+        ) from None
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Read and check `directory/manifest.json`."""
+    path = directory / MANIFEST_NAME
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CorruptArtifactError(
+            f"{path} is missing: {directory} is not a complete index"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptArtifactError(f"{path}: not valid JSON ({exc}); rebuild the index") from None
+    if not isinstance(raw, dict):
+        raise CorruptArtifactError(f"{path}: expected a JSON object; rebuild the index")
+    return parse_manifest(raw, str(path))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to `path` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(manifest: Manifest, directory: Path) -> Path:
+    """Write `directory/manifest.json` atomically."""
+    path = directory / MANIFEST_NAME
+    write_json_atomic(path, manifest.to_dict())
+    return path
+
+
+def check_fingerprint(manifest: Manifest, expected: str | None, where: str) -> None:
+    """Refuse an encoder whose fingerprint differs from the one that built the index."""
+    if expected is not None and expected != manifest.fingerprint:
+        raise IndexMismatchError(
+            f"{where} was built with encoder {manifest.spec!r} (fingerprint "
+            f"{manifest.fingerprint}) but the encoder in use has fingerprint {expected}; "
+            "use the same encoder or rebuild the index with this one"
+        )

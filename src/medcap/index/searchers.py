@@ -1,0 +1,175 @@
+"""Search back-ends behind IndexDir: FAISS (CPU or GPU) and an exact torch search on CUDA.
+
+Each answers `search(queries, k) -> (scores, rows)` with rows -1 where fewer than k
+exist, and (exact back-ends only) `rows_above(query, threshold)` for tie resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medcap.index import faiss_ops
+from medcap.index.shards import ShardVectors
+
+LOG = logging.getLogger(__name__)
+
+
+class Searcher(Protocol):
+    """What IndexDir needs from a search back-end."""
+
+    exact: bool  # True when results are the true top-k (flat index)
+    name: str
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-k (scores, rows), each (q, k); rows are -1 past the index size."""
+        ...
+
+    def rows_above(
+        self, query: NDArray[np.float32], threshold: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Every (score, row) with score > threshold for one query (d,) (exact back-ends)."""
+        ...
+
+    def size(self) -> tuple[int, int]:
+        """(vectors held, dimension)."""
+        ...
+
+
+class FaissSearcher:
+    """A FAISS index; IVF-PQ candidates are rescored exactly from the float16 shards."""
+
+    def __init__(
+        self,
+        index: Any,
+        *,
+        index_type: str,
+        params: dict[str, Any],
+        shard_vectors: ShardVectors | None,
+        gpu: bool = False,
+    ) -> None:
+        faiss_ops.set_search_params(index, params)
+        self._cpu = index
+        self._index = faiss_ops.to_gpu(index) if gpu else index
+        self.exact = index_type == "flat"
+        self.name = f"faiss-{'gpu' if self._index is not index else 'cpu'}"
+        self._rerank = int(params.get("rerank_factor", 0)) if index_type == "ivfpq" else 0
+        self._vectors = shard_vectors if self._rerank > 0 else None
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-k by inner product (see Searcher)."""
+        if self._vectors is None:
+            return faiss_ops.search(self._index, queries, k)
+        n = faiss_ops.count(self._cpu)
+        _, cand = faiss_ops.search(self._index, queries, min(n, k * self._rerank))
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for i, q in enumerate(queries):
+            c = cand[i][cand[i] >= 0]
+            exact = self._vectors.gather(c) @ q
+            top = np.argsort(-exact, kind="stable")[:k]
+            scores[i, : len(top)] = exact[top]
+            rows[i, : len(top)] = c[top]
+        return scores, rows
+
+    def rows_above(
+        self, query: NDArray[np.float32], threshold: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """All rows scoring above `threshold` (flat CPU index: FAISS range search)."""
+        return faiss_ops.range_search(self._cpu, query, threshold)
+
+    def size(self) -> tuple[int, int]:
+        """(vectors held, dimension)."""
+        return faiss_ops.count(self._cpu), faiss_ops.dimension(self._cpu)
+
+
+class TorchSearcher:
+    """Exact search as one matmul + topk on a CUDA device (used when faiss-gpu is absent)."""
+
+    exact = True
+
+    def __init__(self, vectors: NDArray[np.float32], device: str) -> None:
+        import torch  # only here: index/ stays free of torch otherwise
+
+        self._torch = torch
+        self._device = torch.device(device)
+        self._db = torch.from_numpy(vectors).to(self._device)
+        self.name = f"torch-{self._device}"
+
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-k by inner product, computed in query blocks on the GPU."""
+        torch = self._torch
+        out_s, out_r = [], []
+        with torch.no_grad():
+            for start in range(0, len(queries), 4096):
+                q = torch.from_numpy(np.ascontiguousarray(queries[start : start + 4096])).to(
+                    self._device
+                )
+                s, r = torch.topk(q @ self._db.T, k, dim=1)
+                out_s.append(s.float().cpu().numpy())
+                out_r.append(r.cpu().numpy().astype(np.int64))
+        return np.concatenate(out_s), np.concatenate(out_r)
+
+    def rows_above(
+        self, query: NDArray[np.float32], threshold: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """All rows scoring above `threshold` for one query."""
+        torch = self._torch
+        with torch.no_grad():
+            s = self._db @ torch.from_numpy(np.ascontiguousarray(query)).to(self._device)
+            rows = torch.nonzero(s > threshold).flatten()
+            return s[rows].float().cpu().numpy(), rows.cpu().numpy().astype(np.int64)
+
+    def size(self) -> tuple[int, int]:
+        """(vectors held, dimension)."""
+        return int(self._db.shape[0]), int(self._db.shape[1])
+
+
+def cuda_available(device: str) -> bool:
+    """Whether torch sees CUDA; with device "auto" only asked if torch is already imported."""
+    if device == "auto" and "torch" not in sys.modules:
+        return False  # do not pay torch's import for an index-only process
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def make_searcher(
+    index_path: Path,
+    *,
+    index_type: str,
+    params: dict[str, Any],
+    device: str,
+    shard_vectors: ShardVectors | None,
+    vectors_for_torch: Any = None,
+) -> Searcher:
+    """Pick the back-end for `device` ("auto", "cpu", "cuda", "cuda:N") and load the index.
+
+    Order for auto/cuda: faiss-gpu if installed, else an exact torch search for flat
+    indexes when CUDA exists, else faiss on the CPU. `vectors_for_torch` is a callable
+    returning the (n, d) float32 vectors.
+    """
+    gpu_faiss = device != "cpu" and faiss_ops.num_gpus() > 0
+    if not gpu_faiss and index_type == "flat" and device != "cpu" and cuda_available(device):
+        torch_device = "cuda" if device == "auto" else device
+        LOG.debug("exact torch search on %s", torch_device)
+        return TorchSearcher(vectors_for_torch(), torch_device)
+    if device not in ("auto", "cpu") and not gpu_faiss:
+        LOG.info("searching on the CPU: no faiss-gpu, and torch search needs a flat index and CUDA")
+    index = faiss_ops.read_index(index_path)
+    return FaissSearcher(
+        index, index_type=index_type, params=params, shard_vectors=shard_vectors, gpu=gpu_faiss
+    )

@@ -1,0 +1,19 @@
+"""Retrieval: search an index by image or text (Retriever); retrieval metrics and evaluation.
+
+`Retriever` and `open_retriever` load lazily so that `medcap.retrieval.metrics` stays a
+pure-numpy import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Retriever", "open_retriever"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from medcap.retrieval import retriever
+
+        return getattr(retriever, name)
+    raise AttributeError(f"module 'medcap.retrieval' has no attribute {name!r}")
