@@ -1,11 +1,14 @@
-"""Warm latency of one search-page interaction in `medcap app` (the logic, not the browser).
+"""Warm latency of one search-page interaction in `medcap app`.
 
 What the search page does per interaction: decode the upload, encode the query, search
-(deeper when a metadata filter drops hits), and build the result cards (thumbnails
-included). Measured on an index of --n phantom cases built with the tiny model, after the
-index and encoder are loaded (as `st.cache_resource` keeps them) and a few warm-up
-queries. Each timed query is a different held-out phantom, so thumbnails are a mix of
-cached and new. Goal: p50 and p95 <= 300 ms for 10,000 cases on 2 CPU cores.
+(exactly over the matching cases when a metadata filter is set), and build the result
+cards (thumbnails included). Measured on an index of --n phantom cases built with the
+tiny model, after the index and encoder are loaded (as `st.cache_resource` keeps them)
+and a few warm-up queries; each timed query is a different held-out phantom. A last
+scenario reruns the whole search page under Streamlit's AppTest (script + rendering).
+Each is measured at every torch intra-op thread count in --threads: on a busy 2-core
+machine, 2 threads oversubscribe the CPUs and slow single-image encoding badly.
+Goal: p95 <= 300 ms for 10,000 cases on this 2-core machine.
 
     .venv/bin/python benchmarks/bench_app_search.py [--n 10000] [--queries 60] [--work DIR]
 """

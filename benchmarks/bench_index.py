@@ -12,7 +12,8 @@ Sections (each run in its own process so peak RSS is its own):
 
 Synthetic vectors imitate embeddings: a 64-d latent mixture of 1,000 clusters mapped
 to --dim dims plus noise and normalised (--data uniform gives isotropic random unit
-vectors, the hardest case for approximate search).
+vectors, the hardest case for approximate search). Queries are indexed vectors moved
+by a random perturbation of norm QUERY_NOISE (cosine ~0.96 to their source).
 
     .venv/bin/python benchmarks/bench_index.py [--n-build 80000] [--n-approx 200000]
 """
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "index.json"
+QUERY_NOISE = 0.3  # norm of the perturbation turning an indexed vector into a query
 
 
 def synthetic(n: int, dim: int, seed: int, kind: str = "clustered") -> np.ndarray:
@@ -163,9 +165,9 @@ def section_flat(args: argparse.Namespace) -> dict[str, Any]:
     index = open_index(Path(args.workdir) / "flat80k", device="cpu", preload=True)
     gallery = index.embeddings("captions")
     rng = np.random.default_rng(7)
-    queries = gallery[rng.integers(0, len(gallery), args.queries)] + 0.05 * rng.standard_normal(
-        (args.queries, args.dim)
-    ).astype(np.float32)
+    queries = gallery[rng.integers(0, len(gallery), args.queries)] + QUERY_NOISE / np.sqrt(
+        args.dim
+    ) * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     raw = faiss_ops.read_index(index.path / "caption.faiss")
     k = 10
@@ -199,9 +201,9 @@ def section_approx(args: argparse.Namespace) -> dict[str, Any]:
     vectors = ShardVectors(emb, names, "images")
     rng = np.random.default_rng(11)
     qrows = rng.integers(0, n, args.recall_queries)
-    queries = vectors.gather(qrows) + 0.05 * rng.standard_normal((len(qrows), dim)).astype(
-        np.float32
-    )
+    queries = vectors.gather(qrows) + QUERY_NOISE / np.sqrt(dim) * rng.standard_normal(
+        (len(qrows), dim)
+    ).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     base = _peak_rss_mb()
     cfg = replace_set(DEFAULTS.index, index_type=kind)
@@ -330,8 +332,20 @@ def main() -> None:
         print(f"gpu    {json.dumps(results['gpu'])}")
     results["load_average_end"] = os.getloadavg()
     _print_table(results)
+    # Sections run separately (e.g. `--sections approx --n-approx 1000000`) are merged
+    # into the results file, each keeping the load average it ran under.
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for key in ("build", "flat", "gpu"):
+        if key in results:
+            merged[key] = {**results[key], "load_average": results["load_average_start"]}
+    for kind, value in results.get("approx", {}).items():
+        merged.setdefault("approx", {})[f"{kind}_{value.get('n', args.n_approx)}"] = {
+            **value,
+            "load_average": results["load_average_start"],
+        }
+    merged["cpu_count"] = results["cpu_count"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

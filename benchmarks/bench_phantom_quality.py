@@ -104,6 +104,31 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def calibrate_epochs(
+    medcap: Any, data_dir: Path, workdir: Path, flags: list[str], minutes: float
+) -> int:
+    """Epochs that fit `minutes` at the speed this machine has now (it is shared, so the
+    speed varies): a 12-step run measures seconds per step and the fixed costs."""
+    probe = workdir / "calibration"
+    shutil.rmtree(probe, ignore_errors=True)
+    start = time.perf_counter()
+    code = medcap(["train", "--data", str(data_dir), "--out", str(probe), "--max-steps", "12",
+                   "--epochs", "1", *flags])  # fmt: skip
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"calibration run failed with exit code {code}")
+    config = json.loads((probe / "config.json").read_text())
+    rows = [json.loads(line) for line in (probe / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in rows if r["kind"] == "train"}
+    # Logged at step 1 and step 10: the rate between them is the steady one.
+    rate = train[10]["samples_per_s"] if 10 in train else train[max(train)]["samples_per_s"]
+    step_s = config["train"]["batch_size"] / rate
+    fixed_s = max(0.0, wall - 12 * step_s)  # model build, decoding, one validation
+    steps = max(1.0, (minutes * 60 - 1.5 * fixed_s) / step_s)
+    print(f"calibration: {step_s:.2f} s/step, {fixed_s:.0f} s fixed -> {steps:.0f} steps")
+    return max(1, int(steps // config["steps_per_epoch"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="phantom cases (80/10/10 split)")
@@ -114,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--model", default="medcap-tiny")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads (1: on this shared 2-core machine 2 threads ran 3x slower)",
+    )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/medcap_bench_quality"))
     parser.add_argument("--split", default="valid", help="evaluation split")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train flags")
@@ -128,16 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         build_phantoms(data_dir, n=args.n, seed=args.seed, image_size=args.image_size)
     run_dir = args.workdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    flags = ["train", "--data", str(data_dir), "--out", str(run_dir), "--model", args.model,
-             "--max-minutes", str(args.minutes), "--device", "cpu"]  # fmt: skip
-    for flag, value in (
-        ("--epochs", args.epochs),
-        ("--batch-size", args.batch_size),
-        ("--lr", args.lr),
-    ):
+    common = ["--model", args.model, "--device", "cpu", "--num-threads", str(args.threads)]
+    for flag, value in (("--batch-size", args.batch_size), ("--lr", args.lr)):
         if value is not None:
-            flags += [flag, str(value)]
-    flags += args.extra
+            common += [flag, str(value)]
+    common += args.extra
+    epochs = args.epochs or calibrate_epochs(medcap, data_dir, args.workdir, common, args.minutes)
+    flags = ["train", "--data", str(data_dir), "--out", str(run_dir), "--epochs", str(epochs),
+             "--max-minutes", str(args.minutes), *common]  # fmt: skip
     load_before = _load()
     start = time.perf_counter()
     code = medcap(flags)

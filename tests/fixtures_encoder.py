@@ -26,6 +26,7 @@ def trained_config() -> Any:
         log_every_steps=5,
         device="cpu",
         seed=0,
+        num_threads=1,  # 2 threads on 2 cores shared with other test processes spin and crawl
     )
 
 

@@ -59,9 +59,9 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 5e-4
+    lr: float = 2e-3  # for medcap-tiny from scratch; fine-tuning pretrained CLIP wants ~1e-5
     weight_decay: float = 0.1
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     grad_accum_steps: int = 1
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     grad_checkpointing: bool = False
@@ -77,16 +77,13 @@ class TrainConfig:
     logit_scale_max: float = 100.0  # CLIP clamps exp(logit_scale) at 100
     log_every_steps: int = 10  # train-loss lines in metrics.jsonl
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun sets the local GPU)
-    cache_max_gb: float = (
-        2.0  # decoded uint8 image cache held in memory if it fits, else decode per epoch
-    )
-    augment: bool = (
-        True  # radiology augmentation: mild crop, small rotation, intensity jitter, no flips
-    )
+    cache_max_gb: float = 2.0  # decoded uint8 images kept in memory up to this; else per epoch
+    augment: bool = True  # radiology augmentation: mild crop, rotation, intensity; no flips
     aug_min_scale: float = 0.8  # random resized crop keeps at least this share of the area
     aug_max_rotate_deg: float = 7.0
     aug_brightness: float = 0.15  # +- fraction
     aug_contrast: float = 0.15  # +- fraction
+    num_threads: int | None = None  # torch CPU threads while training (None: torch's default)
 
 
 @dataclass(frozen=True)
@@ -100,9 +97,9 @@ class IndexConfig:
     memory_budget_gb: float = 4.0
     flat_max_vectors: int = 1_000_000  # `auto` uses an exact flat index up to this size
     hnsw_m: int = 32
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256
     ivf_nprobe: int = 32
-    ivf_rerank_factor: int = 8  # ivfpq: rescore k*factor candidates from the float16 shards; 0 off
+    ivf_rerank_factor: int = 16  # ivfpq: rescore k*factor candidates from the float16 shards
     thumbnail_size: int = 128  # pixels, longest side of stored case thumbnails; 0: none
     search_device: str = "auto"  # auto: faiss-gpu, else torch on CUDA (flat), else faiss-cpu
 

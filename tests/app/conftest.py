@@ -8,6 +8,7 @@ import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -18,19 +19,14 @@ MAIN = Path(medcap.app.__file__).with_name("main.py")
 AppFactory = Callable[..., AppTest]
 
 
-import os  # DEV-ONLY
-
-
 @pytest.fixture(scope="session")
-def app_index_dir(request: pytest.FixtureRequest) -> Path:
+def app_index_dir(phantom_index_dir: Path) -> Path:
     """The shared phantom index (train split of `phantom_dir`, trained medcap-tiny)."""
-    if os.environ.get("MEDCAP_DEV_FX"):  # DEV-ONLY
-        return Path(os.environ["MEDCAP_DEV_FX"]) / "index"  # DEV-ONLY
-    return Path(request.getfixturevalue("phantom_index_dir"))
+    return phantom_index_dir
 
 
 @pytest.fixture(scope="session")
-def original_png(request: pytest.FixtureRequest) -> Callable[[str], bytes]:
+def original_png(phantom_dataset: Any) -> Callable[[str], bytes]:
     """PNG bytes of an indexed case's original image (as a user would upload it).
 
     The index only keeps small thumbnails of parquet-held images, so queries that must
@@ -38,12 +34,6 @@ def original_png(request: pytest.FixtureRequest) -> Callable[[str], bytes]:
     """
     from medcap.data.images import load_image
 
-    if os.environ.get("MEDCAP_DEV_FX"):  # DEV-ONLY
-        from medcap.data import open_dataset  # DEV-ONLY
-
-        phantom_dataset = open_dataset(Path(os.environ["MEDCAP_DEV_FX"]) / "phantoms")  # DEV-ONLY
-    else:  # DEV-ONLY
-        phantom_dataset = request.getfixturevalue("phantom_dataset")
     images = {r.image_id: r.image for r in phantom_dataset.records("train")}
 
     def get(image_id: str) -> bytes:

@@ -35,6 +35,9 @@ def _step(world_size: int, rank: int, accum: int) -> dict[str, torch.Tensor]:
         device="cpu", lr=1e-3,
     )  # fmt: skip
     run = build_run("medcap-tiny", cfg, rank, world_size, torch.device("cpu"))
+    # Plain SGD: the step is the gradient itself. (Adam's first step is lr * sign(grad), which
+    # turns float noise on zero gradients, such as the attention key biases', into lr.)
+    run.optimizer = torch.optim.SGD(run.core.parameters(), lr=1.0)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda step: 1.0)
     pixels, tokens = _batch()
     share = BATCH // world_size

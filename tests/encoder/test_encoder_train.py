@@ -156,6 +156,7 @@ def test_gradient_accumulation_equals_one_big_batch() -> None:
     def one_step(accum: int) -> tuple[float, dict[str, torch.Tensor]]:
         cfg = _small(grad_accum_steps=accum, batch_size=32 // accum, warmup_steps=0)
         run = build_run("medcap-tiny", cfg, 0, 1, torch.device("cpu"))
+        run.optimizer = torch.optim.SGD(run.core.parameters(), lr=1.0)  # the step is the gradient
         run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda step: 1.0)
         size = 32 // accum
         micro = [

@@ -67,9 +67,9 @@ def test_approximate_recall_at_10_against_exact(tmp_path: Path, index_type: str)
     assert m.index.factory.startswith("HNSW" if index_type == "hnsw" else "IVF")
     gallery = index.embeddings("images")
     rng = np.random.default_rng(3)
-    queries = gallery[rng.choice(len(gallery), 100, replace=False)] + 0.3 * rng.standard_normal(
-        (100, 32)
-    ).astype(np.float32)
+    queries = gallery[rng.choice(len(gallery), 100, replace=False)] + 0.3 / np.sqrt(
+        32
+    ) * rng.standard_normal((100, 32)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = np.argsort(-(queries @ gallery.T), axis=1)[:, :10]
     found = index.search_rows(queries, 10, target="images")

@@ -78,29 +78,20 @@ def test_a_caption_as_text_finds_its_case(
 def test_relevant_cases_rank_above_irrelevant_ones(
     phantom_retriever: Retriever, phantom_dataset: Any
 ) -> None:
-    test = list(phantom_dataset.records("test"))
-    found = phantom_retriever.search_records(test, 5, mode="images")
-    same = [
-        [h.extra["modality"] == r.extra["modality"] for h in hs]
-        for r, hs in zip(test, found, strict=True)
-    ]
-    top1 = np.mean([s[0] for s in same])
-    index_modalities = [
-        phantom_retriever.index.item(i).extra["modality"]
-        for i in phantom_retriever.index.image_ids()
-    ]
-    chance = np.mean([np.mean([m == r.extra["modality"] for m in index_modalities]) for r in test])
-    assert top1 >= 0.7 and top1 > chance + 0.3, (top1, chance)
-    captions = phantom_retriever.search_records(test, 1, mode="captions")
-    assert (
-        np.mean(
+    # Phantom ground truth: held-out cases should find cases of their own modality.
+    queries = [*phantom_dataset.records("valid"), *phantom_dataset.records("test")]
+    index = phantom_retriever.index
+    modalities = [index.item(i).extra["modality"] for i in index.image_ids()]
+    chance = np.mean([np.mean([m == q.extra["modality"] for m in modalities]) for q in queries])
+    for mode, floor in (("images", 0.6), ("captions", 0.5)):
+        found = phantom_retriever.search_records(queries, 5, mode=mode)  # type: ignore[arg-type]
+        top1 = np.mean(
             [
-                hs[0].extra["modality"] == r.extra["modality"]
-                for r, hs in zip(test, captions, strict=True)
+                hs[0].extra["modality"] == q.extra["modality"]
+                for q, hs in zip(queries, found, strict=True)
             ]
         )
-        >= 0.7
-    )
+        assert top1 >= floor and top1 > chance + 0.25, (mode, top1, chance)
 
 
 def test_k_beyond_the_index_is_clamped(

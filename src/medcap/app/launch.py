@@ -19,7 +19,7 @@ from medcap.errors import InputError, MissingExtraError
 log = logging.getLogger(__name__)
 
 MAIN_SCRIPT = Path(__file__).with_name("main.py")
-BUILD_HINT = "build one with: medcap index build --data DATASET --out DIR"
+BUILD_HINT = "build one with: medcap index build --data DATASET --out DIR (or run medcap demo)"
 
 
 def check_index_dir(index_dir: str | Path) -> Path:

@@ -26,11 +26,9 @@ _BUILD_EXAMPLE = """\
 medcap index build --data path/to/dataset --out runs/my-index
 medcap app --index runs/my-index
 
-# or try it offline on synthetic phantom cases:
-medcap data phantoms runs/phantoms --n 2000
-medcap train --data runs/phantoms --out runs/encoder
-medcap index build --data runs/phantoms --model runs/encoder/best.pt --out runs/phantom-index
-medcap app --index runs/phantom-index"""
+# or try it offline: synthetic phantom cases, a tiny CLIP trained on them, an index
+medcap demo --out runs/demo
+medcap app --index runs/demo/index"""
 
 
 @st.cache_resource(show_spinner="Opening the index and loading its encoder...", max_entries=4)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.train_generator import generator
 from medcap.config import DEFAULTS
 
 app = typer.Typer(
@@ -94,6 +95,9 @@ def train(
         int | None,
         typer.Option(help=f"Validation pairs scored per epoch. {_default(_T.eval_max_items)}"),
     ] = None,
+    num_threads: Annotated[
+        int | None, typer.Option(help=f"Torch CPU threads. {_default(_T.num_threads)}")
+    ] = None,
     num_workers: Annotated[
         int | None, typer.Option(help=f"Image decoding workers. {_default(_T.num_workers)}")
     ] = None,
@@ -126,6 +130,7 @@ def train(
         grad_checkpointing=grad_checkpointing, lock_image=lock_image, lock_text=lock_text,
         checkpoint_every_steps=checkpoint_every_steps, max_minutes=max_minutes,
         max_steps=max_steps, eval_max_items=eval_max_items, num_workers=num_workers, seed=seed,
+        num_threads=num_threads,
         device=device, augment=augment,
     )  # fmt: skip
     if resume and (out / "config.json").is_file():
@@ -154,3 +159,7 @@ def train(
     typer.echo(
         f"trained {result.steps} steps, {result.epochs} epochs{note}: {result.best_checkpoint}"
     )
+
+
+# `medcap train generator`: LoRA fine-tuning of a caption generator (medcap.cli.train_generator).
+app.command("generator")(generator)

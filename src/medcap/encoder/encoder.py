@@ -171,13 +171,13 @@ class Encoder:
         size = batch_size or self.cfg.batch_size
         mean, std = self.preprocess_cfg["mean"], self.preprocess_cfg["std"]
         cuda = self.device.type == "cuda"
-        side_stream = torch.cuda.Stream(self.device) if cuda else None
+        side_stream = torch.cuda.Stream(self.device) if cuda else None  # type: ignore[no-untyped-call]
 
         def decode(start: int) -> tuple[Any, list[int], list[int], Any]:
             chunk = blobs[start : start + size]
             with torch.cuda.stream(side_stream) if cuda else contextlib.nullcontext():
                 pixels, order, failed = decode_resize_gpu(chunk, self.input_size, self.device)
-                done = torch.cuda.Event() if cuda else None
+                done = torch.cuda.Event() if cuda else None  # type: ignore[no-untyped-call]
                 if done is not None:
                     done.record()
             return pixels, [start + i for i in order], [start + i for i in failed], done
@@ -243,7 +243,7 @@ class Encoder:
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     return tqdm(total=total, unit="case", desc="embedding", disable=not enabled, leave=False)
 

@@ -32,7 +32,7 @@ class BuiltModel:
     (an open_clip name for `get_tokenizer`, or None for the bundled BPE tokenizer)}.
     """
 
-    model: torch.nn.Module
+    model: Any  # open_clip CLIP / CustomTextCLIP (untyped)
     preprocess_cfg: dict[str, Any]
     tokenizer: Any
     architecture: dict[str, Any]
@@ -48,7 +48,7 @@ def default_preprocess_cfg(image_size: Any) -> dict[str, Any]:
     return cfg
 
 
-def model_from_config(cfg: dict[str, Any]) -> torch.nn.Module:
+def model_from_config(cfg: dict[str, Any]) -> Any:
     """Instantiate an open_clip CLIP/CustomTextCLIP/CoCa from a model config (random init)."""
     import open_clip
 
@@ -92,7 +92,7 @@ def make_tokenizer(architecture: dict[str, Any]) -> Any:
     )
 
 
-def _seeded_random_model(cfg: dict[str, Any], seed: int) -> torch.nn.Module:
+def _seeded_random_model(cfg: dict[str, Any], seed: int) -> Any:
     # A random-init spec must name one set of weights, so an index built with it can be
     # reopened (same spec -> same fingerprint); the caller's RNG state is left untouched.
     with torch.random.fork_rng(devices=[]):

@@ -37,9 +37,10 @@ def _cpu_decode(blob: bytes) -> torch.Tensor | None:
     from torchvision.io import ImageReadMode, decode_image
 
     try:
-        return decode_image(
+        image: torch.Tensor = decode_image(
             torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB
         )
+        return image
     except RuntimeError:
         return _medcap_decode(blob)
 

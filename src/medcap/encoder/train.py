@@ -96,12 +96,17 @@ def train_encoder(
             "batch size, accumulation steps, epochs and checkpoint interval must be >= 1"
         )
     rank, world_size, device, created = init_distributed(cfg.device)
+    threads = torch.get_num_threads()
+    if cfg.num_threads:
+        # On a shared CPU, fewer threads than cores avoid spin-waiting on busy cores.
+        torch.set_num_threads(cfg.num_threads)
     try:
         torch.manual_seed(cfg.seed)
         run = build_run(model, cfg, rank, world_size, device)
         loop = _Loop(run, out, data, progress, on_step)
         return loop.fit(resume and (out / LAST).exists())
     finally:
+        torch.set_num_threads(threads)
         if created:
             dist.destroy_process_group()
 
@@ -333,6 +338,6 @@ def _time_is_up(deadline: float | None, device: torch.device) -> bool:
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     return tqdm(total=total, initial=done, unit="step", desc="training", disable=not enabled)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DistributedSampler
@@ -133,8 +133,13 @@ def epoch_batches(
     The order is a seeded permutation (DistributedSampler, seed + epoch), so it is the same
     after a resume; the last partial step is dropped so every process runs the same steps.
     """
-    sampler = DistributedSampler(
-        range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    sampler: DistributedSampler[int] = DistributedSampler(
+        cast(Any, range(n)),
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
     )
     sampler.set_epoch(epoch)
     order = list(sampler)

@@ -33,8 +33,8 @@ class Run:
 
     cfg: TrainConfig
     spec: str
-    model: torch.nn.Module  # DDP-wrapped when distributed
-    core: torch.nn.Module  # the open_clip model itself
+    model: Any  # DDP-wrapped when distributed
+    core: Any  # the open_clip model itself (untyped)
     built: BuiltModel
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype; None for fp32
@@ -89,7 +89,7 @@ def build_run(spec: str, cfg: TrainConfig, rank: int, world_size: int, device: t
         raise InputError(
             "both towers are locked: nothing to train; drop --lock-image or --lock-text"
         )
-    model: torch.nn.Module = core
+    model: Any = core
     if world_size > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(core, device_ids=ids)

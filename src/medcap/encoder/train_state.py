@@ -15,7 +15,8 @@ from medcap.config import TrainConfig
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; no weight decay on gains, biases, norms and the temperature (as CLIP)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -25,7 +26,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         {"params": no_decay, "weight_decay": 0.0},
         {"params": decay, "weight_decay": cfg.weight_decay},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    try:  # the fused kernel is several times faster, on CPU too (one pass over all params)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Any:
@@ -43,7 +47,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Any:
 
 def capture_rng() -> dict[str, Any]:
     """Python, numpy and torch RNG states, in types `torch.load(weights_only=True)` reads."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # type: ignore[misc]
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -57,7 +57,7 @@ def estimate_ivfpq_bytes(n: int, dim: int, nlist: int, m: int) -> int:
 
 def _pq_candidates(dim: int) -> list[int]:
     """Sub-quantizer counts to try, largest first (each divides dim, >= 2 dims each)."""
-    return [m for m in (64, 32, 16, 8, 4, 2, 1) if 2 * m <= max(dim, 2) and dim % m == 0]
+    return [m for m in (128, 64, 32, 16, 8, 4, 2, 1) if 2 * m <= max(dim, 2) and dim % m == 0]
 
 
 def _plan_flat(n: int, dim: int, requested: str, reason: str) -> IndexPlan:

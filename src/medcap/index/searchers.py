@@ -73,12 +73,18 @@ class FaissSearcher:
         _, cand = faiss_ops.search(self._index, queries, min(n, k * self._rerank))
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
-        for i, q in enumerate(queries):
-            c = cand[i][cand[i] >= 0]
-            exact = self._vectors.gather(c) @ q
-            top = np.argsort(-exact, kind="stable")[:k]
-            scores[i, : len(top)] = exact[top]
-            rows[i, : len(top)] = c[top]
+        for s in range(0, len(queries), 128):  # bounded memory: 128 x candidates x d floats
+            c = cand[s : s + 128]
+            valid = c >= 0
+            vectors = self._vectors.gather(np.where(valid, c, 0).reshape(-1))
+            exact = np.einsum("qcd,qd->qc", vectors.reshape(*c.shape, -1), queries[s : s + 128])
+            exact[~valid] = -np.inf
+            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            top_scores = np.take_along_axis(exact, top, axis=1)
+            top_rows = np.take_along_axis(c, top, axis=1)
+            top_rows[~np.isfinite(top_scores)] = -1
+            scores[s : s + 128, : top.shape[1]] = top_scores
+            rows[s : s + 128, : top.shape[1]] = top_rows
         return scores, rows
 
     def rows_above(
