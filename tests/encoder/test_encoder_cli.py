@@ -46,7 +46,8 @@ def test_train_then_resume_with_more_epochs(
 ) -> None:
     out = tmp_path / "run"
     first = ["train", "--data", str(phantom_dir), "--out", str(out), "--epochs", "1",
-             "--batch-size", "40", "--device", "cpu", "--checkpoint-every-steps", "3"]  # fmt: skip
+             "--batch-size", "40", "--device", "cpu", "--checkpoint-every-steps", "3",
+             "--num-threads", "1"]  # fmt: skip
     assert main(first) == 0
     printed = capsys.readouterr().out
     assert "trained 4 steps, 1 epochs" in printed and "image->text R@1" in printed
@@ -56,4 +57,5 @@ def test_train_then_resume_with_more_epochs(
     assert "trained 8 steps, 2 epochs" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 2 and config["train"]["batch_size"] == 40
+    assert config["train"]["num_threads"] == 1  # kept from the first run
     assert config["data"] == str(phantom_dir)

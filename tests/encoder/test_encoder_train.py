@@ -28,6 +28,7 @@ def _small(**changes: Any) -> Any:
         log_every_steps=1,
         checkpoint_every_steps=2,
         device="cpu",
+        num_threads=1,  # see tests/fixtures_encoder.py
     )
     return dataclasses.replace(base, **changes)
 

@@ -12,6 +12,7 @@ Knows vectors, rows and an encoder fingerprint; never open_clip. Layout of `DIR/
     thumbnails.parquet   image_id, thumbnail (JPEG, <= thumbnail_size px) when built with
                          thumbnails: lets the app show cases whose images live in parquet
     skipped.jsonl        cases left out (undecodable image, duplicate id), with reasons
+    config.json          the resolved IndexConfig of the build
     emb/                 float16 shards: image_NNNNN.npy, caption_NNNNN.npy,
                          items_NNNNN.parquet, shard_NNNNN.json (resume, add, rescoring)
 """

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medcap import __version__
-from medcap.config import DEFAULTS, IndexConfig
+from medcap.config import DEFAULTS, IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
@@ -278,6 +278,7 @@ def build_index(
     write_faiss(work, emb_dir, names, plan, dim)
     write_items(work, emb_dir, names, thumbnails=thumbs)
     write_skipped(work, skipped)
+    dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
     (work / STATE_NAME).unlink()
     manifest = Manifest(
         encoder=EncoderInfo(encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)),
