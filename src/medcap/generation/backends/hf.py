@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError, MissingExtraError, OfflineFetchError
+from medcap.generation.adapter import read_adapter_info
 
 if TYPE_CHECKING:
     import torch
@@ -189,3 +191,79 @@ def model_name(model: Any, fallback: str = "custom") -> str:
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", "") or ""
     return str(name) or fallback
+
+
+def load_model_and_processor(
+    model_class: str,
+    processor_class: str,
+    label: str,
+    model_id: str,
+    cfg: GenerationConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Any, Any]:
+    """Load a transformers model and processor (by class name) from a hub id or a path."""
+    import transformers
+
+    model = load_pretrained(
+        getattr(transformers, model_class).from_pretrained,
+        model_id,
+        f"{label} model",
+        dtype=dtype,
+        **attention_option(cfg.attn_implementation, device),
+    )
+    processor = load_pretrained(
+        getattr(transformers, processor_class).from_pretrained, model_id, f"{label} processor"
+    )
+    return model.to(device), processor
+
+
+class PretrainedBackend:
+    """Set-up shared by the transformers backends: a given or loaded model and processor,
+    an optional LoRA adapter, left padding, and a batcher that halves on out-of-memory."""
+
+    name = ""
+    default_model_field = ""  # the GenerationConfig field holding the default model id
+
+    def _load(
+        self, model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def __init__(
+        self,
+        *,
+        model: Any | None = None,
+        processor: Any | None = None,
+        model_id: str | None = None,
+        adapter: str | Path | None = None,
+        cfg: GenerationConfig = DEFAULTS.generation,
+    ) -> None:
+        require_transformers()
+        import torch
+
+        if (model is None) != (processor is None):
+            raise ValueError("pass both model and processor, or neither")
+        self.cfg = cfg
+        info = read_adapter_info(adapter) if adapter else None
+        if model is None:
+            default = getattr(cfg, self.default_model_field)
+            model_id = model_id or (info.base_model if info else None) or default
+            device = resolve_device(cfg.device)
+            model, processor = self._load(model_id, cfg, device, resolve_dtype(cfg.dtype, device))
+        self.model = model_id or model_name(model)
+        if adapter:
+            model = attach_adapter(model, adapter)
+            self.model += f"+{Path(adapter).name}"
+        self.net = model.eval()
+        assert processor is not None  # both given, or both loaded above
+        self.processor: Any = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.device = next(model.parameters()).device
+        self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+        self._batcher = OomBatcher(cfg.batch_size)
+        tokenizer = self.processor.tokenizer
+        self._pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        self._torch = torch

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medcap.config import DEFAULTS, GenerationConfig
-from medcap.generation.adapter import read_adapter_info
+from medcap.config import GenerationConfig
 from medcap.generation.backends import hf
 from medcap.generation.prompt import clean_caption
 
@@ -30,63 +28,21 @@ def load_qwen2vl(
     model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
 ) -> tuple[Any, Any]:
     """Load a Qwen2-VL model and its processor from a hub id (cache only when offline) or a path."""
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
-
-    model = hf.load_pretrained(
-        Qwen2VLForConditionalGeneration.from_pretrained,
-        model_id,
-        "Qwen2-VL model",
-        dtype=dtype,
-        **hf.attention_option(cfg.attn_implementation, device),
+    return hf.load_model_and_processor(
+        "Qwen2VLForConditionalGeneration", "AutoProcessor", "Qwen2-VL", model_id, cfg, device, dtype
     )
-    processor = hf.load_pretrained(AutoProcessor.from_pretrained, model_id, "Qwen2-VL processor")
-    return model.to(device), processor
 
 
-class Qwen2VLBackend:
+class Qwen2VLBackend(hf.PretrainedBackend):
     """Captions with a Qwen2-VL chat model reading the image and the neighbours' captions."""
 
     name = "qwen2-vl"
+    default_model_field = "qwen2vl_model"
+    _load = staticmethod(load_qwen2vl)
 
-    def __init__(
-        self,
-        *,
-        model: Any | None = None,
-        processor: Any | None = None,
-        model_id: str | None = None,
-        adapter: str | Path | None = None,
-        cfg: GenerationConfig = DEFAULTS.generation,
-    ) -> None:
-        hf.require_transformers()
-        import torch
-
-        if (model is None) != (processor is None):
-            raise ValueError("pass both model and processor, or neither")
-        self.cfg = cfg
-        info = read_adapter_info(adapter) if adapter else None
-        if model is None:
-            model_id = model_id or (info.base_model if info else None) or cfg.qwen2vl_model
-            device = hf.resolve_device(cfg.device)
-            model, processor = load_qwen2vl(
-                model_id, cfg, device, hf.resolve_dtype(cfg.dtype, device)
-            )
-        self.model = model_id or hf.model_name(model)
-        if adapter:
-            model = hf.attach_adapter(model, adapter)
-            self.model += f"+{Path(adapter).name}"
-        self.net = model.eval()
-        assert processor is not None  # both given, or both loaded above
-        self.processor: Any = processor
-        self.processor.tokenizer.padding_side = "left"
-        self.device = next(model.parameters()).device
-        self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        self._batcher = hf.OomBatcher(cfg.batch_size)
-        self._size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
-        tokenizer = self.processor.tokenizer
-        self._pad_id = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        )
-        self._torch = torch
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
 
     def chat_text(self, prompt: Prompt) -> str:
         """The prompt rendered through the processor's chat template, ready for generation."""
