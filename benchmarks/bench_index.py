@@ -337,7 +337,8 @@ def main() -> None:
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for key in ("build", "flat", "gpu"):
         if key in results:
-            merged[key] = {**results[key], "load_average": results["load_average_start"]}
+            name = f"flat_{args.threads}_threads" if key == "flat" else key
+            merged[name] = {**results[key], "load_average": results["load_average_start"]}
     for kind, value in results.get("approx", {}).items():
         merged.setdefault("approx", {})[f"{kind}_{value.get('n', args.n_approx)}"] = {
             **value,

@@ -245,7 +245,9 @@ class Encoder:
 def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-    return tqdm(total=total, unit="case", desc="embedding", disable=not enabled, leave=False)
+    return tqdm(
+        total=total, unit="case", desc="embedding", disable=None if enabled else True, leave=False
+    )
 
 
 def load_encoder(

@@ -340,4 +340,6 @@ def _time_is_up(deadline: float | None, device: torch.device) -> bool:
 def _progress(total: int, done: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-    return tqdm(total=total, initial=done, unit="step", desc="training", disable=not enabled)
+    return tqdm(
+        total=total, initial=done, unit="step", desc="training", disable=None if enabled else True
+    )
