@@ -48,6 +48,10 @@ def _chrome(profile: Path):  # noqa: ANN202 - selenium's WebDriver
 def test_upload_in_chromium_renders_result_cards(
     app_index_dir: Path, original_png: Callable[[str], bytes], tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -67,7 +71,12 @@ def test_upload_in_chromium_renders_result_cards(
         driver = _chrome(tmp_path / "chromium-profile")
         try:
             driver.get(url)
-            wait = WebDriverWait(driver, 90)
+            # Streamlit re-renders while we look: a vanished element means "not yet", not failure.
+            wait = WebDriverWait(
+                driver,
+                90,
+                ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+            )
             upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"))
             upload.send_keys(str(query))
 
