@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,8 @@ def order_candidates(
     rows: NDArray[np.int64], scores: NDArray[np.float32]
 ) -> list[tuple[int, float]]:
     """Sort (row, score) pairs: score descending, ties (within TIE_EPS) by row ascending."""
+    if len(scores) < 2 or bool(np.all(scores[:-1] - scores[1:] > TIE_EPS)):
+        return list(zip(rows.tolist(), scores.tolist(), strict=True))  # sorted, no ties: as is
     idx = sorted(range(len(rows)), key=lambda i: (-float(scores[i]), int(rows[i])))
     out: list[tuple[int, float]] = []
     i = 0
@@ -82,6 +85,7 @@ class IndexDir:
         self._paths: list[str | None] = items.column("image_path").to_pylist()
         self._extra: list[str | None] = items.column("extra").to_pylist()
         self._row_of: dict[str, int] | None = None
+        self._extra_cache: dict[int, Mapping[str, Any]] = {}
         self._searchers: dict[str, Searcher] = {}
         self._thumbs: dict[str, bytes | None] | None = None
 
@@ -105,7 +109,10 @@ class IndexDir:
 
     def hit(self, row: int, rank: int = 0, score: float = 0.0) -> Hit:
         """The Hit for one row (rank 0 and score 0.0 mean "not a search result")."""
-        extra = self._extra[row]
+        extra = self._extra_cache.get(row)
+        if extra is None:  # decoded once per row, shared read-only by every Hit of it
+            raw = self._extra[row]
+            extra = self._extra_cache[row] = MappingProxyType(json.loads(raw) if raw else {})
         return Hit(
             rank=rank,
             score=score,
@@ -114,7 +121,7 @@ class IndexDir:
             cuis=tuple(self._cuis[row] or ()),
             split=self._splits[row] or "",
             image_path=self._paths[row],
-            extra=json.loads(extra) if extra else {},
+            extra=extra,
         )
 
     def item(self, image_id: str) -> Hit:
