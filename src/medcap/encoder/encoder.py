@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from medcap.config import DEFAULTS, EncoderConfig, replace_set
+from medcap.devices import resolve_device
 from medcap.encoder.checkpoint import cached_fingerprint, fingerprint_state
 from medcap.encoder.decode import decode_batches, skipped_entry
 from medcap.encoder.factory import BuiltModel, build_model
@@ -30,19 +31,6 @@ from medcap.types import Record, Skipped
 log = logging.getLogger(__name__)
 
 Precision = str  # "auto" | "fp32" | "bf16" | "fp16"
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; anything else as torch parses it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return resolved
 
 
 def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:

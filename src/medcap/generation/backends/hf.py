@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from medcap.config import DEFAULTS, GenerationConfig
+from medcap.devices import resolve_device
 from medcap.errors import InputError, MissingExtraError, OfflineFetchError
 from medcap.generation.adapter import read_adapter_info
 
@@ -30,23 +31,6 @@ def require_transformers() -> None:
         import transformers  # noqa: F401
     except ImportError as exc:
         raise MissingExtraError(exc.name or "transformers", "gen") from None
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> the first GPU if there is one, else the CPU; asking for CUDA without it fails."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {device!r} needs a CUDA GPU but none is available; use --device cpu"
-        )
-    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
