@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before torch, transformers or datasets are imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -12,6 +13,8 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["MPLBACKEND"] = "Agg"
+# medcap's cache (traced image towers) goes to a fresh folder, never ~/.cache.
+os.environ["MEDCAP_CACHE_DIR"] = tempfile.mkdtemp(prefix="medcap-test-cache-")
 
 import random  # noqa: E402
 import socket  # noqa: E402

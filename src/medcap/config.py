@@ -102,6 +102,8 @@ class IndexConfig:
     ivf_rerank_factor: int = 16  # ivfpq: rescore k*factor candidates from the float16 shards
     thumbnail_size: int = 128  # pixels, longest side of stored case thumbnails; 0: none
     search_device: str = "auto"  # auto: faiss-gpu, else torch on CUDA (flat), else faiss-cpu
+    half_scan_max_queries: int = 4  # flat on CPU: batches this small scan a float16 copy; 0: off
+    half_scan_max_mb: int = 512  # ... unless that copy (n * d * 2 bytes per index) is larger
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def run_demo(
     from medcap.encoder.train import train_encoder
     from medcap.evaluation.caption_metrics import evaluate_caption_results
     from medcap.evaluation.report import compare_reports, write_report
+    from medcap.encoder.image_tower import save_image_tower
     from medcap.index import build_index
     from medcap.pipeline import BatchRun, caption_split
     from medcap.retrieval.eval_runs import run_retrieval_evaluation
@@ -156,6 +157,7 @@ def run_demo(
         total=dataset.count("train"),
         make_thumbnail=thumbnailer(root.index.thumbnail_size),
     )
+    save_image_tower(encoder)  # `medcap search` on the demo index starts without open_clip
     lap("index")
 
     say("[4/7] retrieval on the test split: random-init vs trained encoder")

@@ -89,6 +89,7 @@ def build(
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.encoder import load_encoder
+    from medcap.encoder.image_tower import save_image_tower
     from medcap.index import build_index
 
     cfg = replace_set(
@@ -121,6 +122,7 @@ def build(
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
     )
+    save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
     typer.echo(
         f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out} "

@@ -170,7 +170,9 @@ def command(
     k = k if k is not None else DEFAULTS.retrieval.k
     if k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
-    retriever = open_retriever(index, device=device or DEFAULTS.encoder.device, model=model)
+    retriever = open_retriever(
+        index, device=device or DEFAULTS.encoder.device, model=model, image_tower=True
+    )
     results: list[dict[str, Any]] = []
 
     def emit(query: str, hits: Sequence[Any], used_mode: str) -> None:

@@ -21,6 +21,12 @@ import faiss  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
+# faiss 1.15 switches a flat search from its per-query loop to BLAS only when
+# nq * d >= 128000 (about 250 queries at d=512). On 2 cores BLAS is already ~10x
+# faster from 2 queries on (80,000 x 512: 64 queries took 350 ms per-query vs 36 ms
+# with BLAS; benchmarks/bench_index.py), so medcap always takes the BLAS path.
+faiss.cvar.distance_compute_blas_threshold = 1
+
 
 def new_index(factory: str, dim: int) -> Any:
     """An empty inner-product index from a FAISS factory string ("Flat", "HNSW32", ...)."""
@@ -71,6 +77,28 @@ def range_search(
     q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
     _, scores, rows = index.range_search(q, float(threshold))
     return scores.astype(np.float32), rows.astype(np.int64)
+
+
+def flat_vectors(index: Any) -> NDArray[np.float32]:
+    """The (n, d) float32 vectors a flat index holds, as a read-only view (no copy)."""
+    n, d = int(index.ntotal), int(index.d)
+    view = faiss.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)
+    view.flags.writeable = False
+    return view  # type: ignore[no-any-return]
+
+
+def reconstruct(index: Any, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    """The stored vectors of `rows` (m,) -> (m, d) float32."""
+    return index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))  # type: ignore[no-any-return]
+
+
+def half_precision_index(vectors: NDArray[np.float32]) -> Any:
+    """An inner-product index of `vectors` stored as float16 (FAISS scalar quantizer fp16)."""
+    index = faiss.IndexScalarQuantizer(
+        vectors.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
 
 
 def count(index: Any) -> int:

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from medcap.config import DEFAULTS
 from medcap.index import faiss_ops
+from medcap.index.half_scan import HalfScan
 from medcap.index.shards import ShardVectors
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +46,13 @@ class Searcher(Protocol):
 
 
 class FaissSearcher:
-    """A FAISS index; IVF-PQ candidates are rescored exactly from the float16 shards."""
+    """A FAISS index; IVF-PQ candidates are rescored exactly from the float16 shards.
+
+    A flat index on the CPU answers small batches (up to `half_scan_max_queries`) from a
+    float16 copy, exactly (medcap.index.half_scan). The copy is made at the second small
+    search, so a one-shot `medcap search` never pays for it, and only when it takes at
+    most `half_scan_max_mb`.
+    """
 
     def __init__(
         self,
@@ -54,6 +62,8 @@ class FaissSearcher:
         params: dict[str, Any],
         shard_vectors: ShardVectors | None,
         gpu: bool = False,
+        half_scan_max_queries: int = DEFAULTS.index.half_scan_max_queries,
+        half_scan_max_mb: int = DEFAULTS.index.half_scan_max_mb,
     ) -> None:
         faiss_ops.set_search_params(index, params)
         self._cpu = index
@@ -62,11 +72,28 @@ class FaissSearcher:
         self.name = f"faiss-{'gpu' if self._index is not index else 'cpu'}"
         self._rerank = int(params.get("rerank_factor", 0)) if index_type == "ivfpq" else 0
         self._vectors = shard_vectors if self._rerank > 0 else None
+        copy_mb = faiss_ops.count(index) * faiss_ops.dimension(index) * 2 / 1e6
+        worth_it = self.exact and self._index is index and copy_mb <= half_scan_max_mb
+        self._half_scan_max = half_scan_max_queries if worth_it else 0
+        self._small_searches = 0
+        self._half: HalfScan | None = None
+
+    def _half_scan(self, n_queries: int) -> HalfScan | None:
+        if not 0 < n_queries <= self._half_scan_max:
+            return None
+        self._small_searches += 1
+        if self._half is None and self._small_searches >= 2:
+            self._half = HalfScan(self._cpu)
+        return self._half
 
     def search(
         self, queries: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Top-k by inner product (see Searcher)."""
+        half = self._half_scan(len(queries))
+        found = half.search(queries, k) if half is not None else None
+        if found is not None:
+            return found
         if self._vectors is None:
             return faiss_ops.search(self._index, queries, k)
         n = faiss_ops.count(self._cpu)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -85,7 +85,7 @@ class IndexDir:
         self._paths: list[str | None] = items.column("image_path").to_pylist()
         self._extra: list[str | None] = items.column("extra").to_pylist()
         self._row_of: dict[str, int] | None = None
-        self._extra_cache: dict[int, Mapping[str, Any]] = {}
+        self._row_fields: dict[int, tuple[Any, ...]] = {}
         self._searchers: dict[str, Searcher] = {}
         self._thumbs: dict[str, bytes | None] | None = None
 
@@ -109,20 +109,18 @@ class IndexDir:
 
     def hit(self, row: int, rank: int = 0, score: float = 0.0) -> Hit:
         """The Hit for one row (rank 0 and score 0.0 mean "not a search result")."""
-        extra = self._extra_cache.get(row)
-        if extra is None:  # decoded once per row, shared read-only by every Hit of it
+        fields = self._row_fields.get(row)
+        if fields is None:  # built once per row; the metadata mapping is shared read-only
             raw = self._extra[row]
-            extra = self._extra_cache[row] = MappingProxyType(json.loads(raw) if raw else {})
-        return Hit(
-            rank=rank,
-            score=score,
-            image_id=self._ids[row],
-            caption=self._captions[row] or "",
-            cuis=tuple(self._cuis[row] or ()),
-            split=self._splits[row] or "",
-            image_path=self._paths[row],
-            extra=extra,
-        )
+            fields = self._row_fields[row] = (
+                self._ids[row],
+                self._captions[row] or "",
+                tuple(self._cuis[row] or ()),
+                self._splits[row] or "",
+                self._paths[row],
+                MappingProxyType(json.loads(raw) if raw else {}),
+            )
+        return Hit(rank, score, *fields)
 
     def item(self, image_id: str) -> Hit:
         """The indexed case `image_id` as a Hit with rank 0 and score 0.0."""
@@ -221,10 +219,18 @@ class IndexDir:
         searcher = self.searcher(target)
         fetch = min(n, k + (1 if any(r is not None for r in excluded) else 0) + 1)
         scores, rows = searcher.search(q, fetch)
+        # Most result lists are full and tie-free: those skip the per-query sort.
+        clean = np.all(rows >= 0, axis=1) & np.all(scores[:, :-1] - scores[:, 1:] > TIE_EPS, axis=1)
+        rows_list, scores_list = rows.tolist(), scores.tolist()
         results = []
         for i in range(len(q)):
-            keep = (rows[i] >= 0) & (rows[i] != (-2 if excluded[i] is None else excluded[i]))
-            ordered = order_candidates(rows[i][keep], scores[i][keep])
+            drop = -2 if excluded[i] is None else excluded[i]
+            if clean[i]:
+                pairs = zip(rows_list[i], scores_list[i], strict=True)
+                ordered = [(r, sc) for r, sc in pairs if r != drop]
+            else:
+                keep = (rows[i] >= 0) & (rows[i] != drop)
+                ordered = order_candidates(rows[i][keep], scores[i][keep])
             need = min(k, n - (excluded[i] is not None))
             if searcher.exact and 0 < need < len(ordered) and _straddles(ordered, need):
                 ordered = self._resolve_tie(searcher, q[i], ordered, need, excluded[i])

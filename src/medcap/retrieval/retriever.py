@@ -130,13 +130,32 @@ def open_retriever(
     device: str = "auto",
     model: str | None = None,
     index_device: str | None = None,
+    image_tower: bool = False,
 ) -> Retriever:
     """Open an index directory and load its encoder (or `model`); refuses another encoder.
 
     device is the encoder's; index_device the search back-end's (default from config).
+    With `image_tower` on the CPU, image queries use the encoder's cached traced image
+    tower (medcap.encoder.image_tower), which starts without importing open_clip; the
+    full encoder then loads only if texts or records are searched, and a missing cache
+    entry is written for next time.
     """
-    from medcap.encoder import load_encoder
+    from medcap.devices import resolve_device
+    from medcap.encoder.image_tower import load_image_tower, save_image_tower
 
     index = open_index(index_dir, device=index_device)
-    encoder = load_encoder(resolve_model(index, model), device=device)
+
+    def load_full() -> Encoder:
+        from medcap.encoder import load_encoder
+
+        return load_encoder(resolve_model(index, model), device=device)
+
+    if not image_tower or resolve_device(device).type != "cpu":
+        return Retriever(load_full(), index)
+    tower = load_image_tower(index.manifest.fingerprint, load_full)
+    if tower is not None:
+        return Retriever(tower, index)  # type: ignore[arg-type]
+    encoder = load_full()
+    if encoder.fingerprint == index.manifest.fingerprint:
+        save_image_tower(encoder)
     return Retriever(encoder, index)
