@@ -369,7 +369,8 @@ def _print_table(r: dict[str, Any]) -> None:
         print(
             f"  flat {f['n']} x {f['dim']} on {f['threads']} threads: batched "
             f"{f['raw_faiss_batched_qps']:.0f} q/s raw FAISS, {f['indexdir_batched_qps']:.0f} q/s "
-            f"with Hits ({f['indexdir_batches_of_16_qps']:.0f} q/s in calls of 16); single p50/p95 {f['raw_faiss_single']['p50_ms']:.2f}/"
+            f"with Hits ({f['indexdir_batches_of_16_qps']:.0f} q/s in calls of 16); single "
+            f"p50/p95 {f['raw_faiss_single']['p50_ms']:.2f}/"
             f"{f['raw_faiss_single']['p95_ms']:.2f} ms raw, {f['indexdir_single']['p50_ms']:.2f}/"
             f"{f['indexdir_single']['p95_ms']:.2f} ms with Hits"
         )

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 from medcap.errors import InputError
 

@@ -106,10 +106,10 @@ def run_demo(
     from medcap.data.phantoms import build_phantoms
     from medcap.data.readers import open_dataset
     from medcap.encoder import load_encoder
+    from medcap.encoder.image_tower import save_image_tower
     from medcap.encoder.train import train_encoder
     from medcap.evaluation.caption_metrics import evaluate_caption_results
     from medcap.evaluation.report import compare_reports, write_report
-    from medcap.encoder.image_tower import save_image_tower
     from medcap.index import build_index
     from medcap.pipeline import BatchRun, caption_split
     from medcap.retrieval.eval_runs import run_retrieval_evaluation

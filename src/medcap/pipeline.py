@@ -288,10 +288,11 @@ def load_generator(
     kind: str, cfg: GenerationConfig, model_id: str | None = None
 ) -> tuple[Any, Any, str]:
     """(model, processor, model id) of the base model a generator backend fine-tunes."""
+    from medcap.devices import resolve_device
     from medcap.generation.backends import hf
 
     hf.require_transformers()
-    device = hf.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     dtype = hf.resolve_dtype(cfg.dtype, device)
     if kind == "qwen2-vl":
         from medcap.generation.backends.qwen2vl import load_qwen2vl

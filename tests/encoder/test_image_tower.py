@@ -120,7 +120,8 @@ def test_search_from_a_fresh_process_does_not_import_open_clip(
     script = (
         "import sys\n"
         "from medcap.cli import main\n"
-        f"code = main(['search', {str(query)!r}, '--index', {str(phantom_index_dir)!r}, '--json'])\n"
+        f"code = main(['search', {str(query)!r}, '--index', {str(phantom_index_dir)!r},"
+        " '--json'])\n"
         "print('open_clip loaded:', 'open_clip' in sys.modules, 'exit:', code)\n"
     )
     done = subprocess.run(

@@ -210,3 +210,27 @@ def test_search_k_beyond_index_is_clamped_with_a_note(
     assert code == 0
     assert len(json.loads(stdout)[0]["hits"]) == 160
     assert "k=500 is larger than the index (160 cases)" in caplog.text
+
+
+def test_sharded_build_and_merge(
+    capsys: pytest.CaptureFixture[str], phantom_dir: Path, trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"part{i}"
+        code, stdout, _ = _run(
+            capsys, "index", "build", "--data", str(phantom_dir), "--model",
+            str(trained_checkpoint), "--out", str(out), "--shard-size", "50", "--shard", f"{i}/2",
+        )  # fmt: skip
+        assert code == 0 and f"(part {i}/2;" in stdout
+        parts.append(str(out))
+    assert "part        1/2 of a sharded build" in _run(capsys, "index", "info", parts[1])[1]
+    code, stdout, _ = _run(capsys, "index", "merge", *parts, "--out", str(tmp_path / "merged"))
+    assert code == 0 and "merged 2 parts" in stdout and ": 160 cases" in stdout
+    code, _, err = _run(capsys, "index", "merge", parts[0], "--out", str(tmp_path / "m2"))
+    assert code == 1 and "parts 1/2 are missing" in _one_error_line(err)
+    code, _, err = _run(
+        capsys, "index", "build", "--data", str(phantom_dir), "--out", str(tmp_path / "x"),
+        "--shard", "2/2",
+    )  # fmt: skip
+    assert code == 1 and "must be i/n" in _one_error_line(err)

@@ -1,4 +1,4 @@
-"""`medcap index build|info|add`: the index directory (thin wrappers over medcap.index)."""
+"""`medcap index build|info|add|merge`: the index directory (thin wrappers over medcap.index)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import typer
 from medcap.config import DEFAULTS, replace_set
 
 app = typer.Typer(
-    help="Index directories: build one from a dataset split, show it, add cases.",
+    help="Index directories: build one from a dataset split, show it, add cases, merge parts.",
     no_args_is_help=True,
 )
 _IDX = DEFAULTS.index
@@ -86,11 +86,19 @@ def build(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index directory.")] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="i/n: index only part i of n (one per machine), then `medcap index merge`.",
+        ),
+    ] = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.encoder import load_encoder
     from medcap.encoder.image_tower import save_image_tower
     from medcap.index import build_index
+    from medcap.index.manifest import parse_part
 
     cfg = replace_set(
         _IDX,
@@ -102,6 +110,8 @@ def build(
         thumbnail_size=thumbnail_size,
     )
     _check_index_type(cfg.index_type)
+    if shard:
+        parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
     dataset = _open_split(data, cfg.split)
     encoder = load_encoder(
@@ -121,11 +131,13 @@ def build(
         total=_total(dataset, cfg.split),
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
+        part=shard or "",
     )
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
+    part = f" (part {m.part}; join the parts with `medcap index merge`)" if m.part else ""
     typer.echo(
-        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out} "
+        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out}{part} "
         f"in {time.perf_counter() - start:.1f} s"
     )
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
@@ -165,6 +177,8 @@ def info(
         ("why", m.index.reason),
         ("encoder", f"{m.encoder.spec} (fingerprint {m.encoder.fingerprint[:16]})"),
     ]
+    if m.part:
+        rows.append(("part", f"{m.part} of a sharded build (join with `medcap index merge`)"))
     for s in m.sources:
         fp = f", fingerprint {s.fingerprint[:16]}" if s.fingerprint else ""
         rows.append(("source", f"{s.dataset or '?'} [{s.split}] {s.count} cases{fp}, {s.added_at}"))
@@ -222,3 +236,36 @@ def add(
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
     )
+
+
+@app.command("merge")
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="Every part of a --shard i/n build.")],
+    out: Annotated[Path, typer.Option("--out", help="Merged index directory to write.")],
+    index_type: Annotated[
+        str | None,
+        typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})"),
+    ] = None,
+    memory_budget_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-budget-gb",
+            "--memory-budget",
+            help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index directory.")] = False,
+) -> None:
+    """Join the parts of a `--shard i/n` build into one index (as one build would write)."""
+    from medcap.index import merge_parts
+
+    cfg = replace_set(_IDX, index_type=index_type, memory_budget_gb=memory_budget_gb)
+    _check_index_type(cfg.index_type)
+    start = time.perf_counter()
+    index = merge_parts(parts, out, cfg, overwrite=overwrite)
+    m = index.manifest
+    typer.echo(
+        f"merged {len(parts)} parts into {out}: {m.count} cases in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")

@@ -231,7 +231,7 @@ class Encoder:
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     return tqdm(
         total=total, unit="case", desc="embedding", disable=None if enabled else True, leave=False

@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 
 TOWER_DIR = "image-towers"
 FORMAT = 1
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "random": Image.Resampling.BICUBIC,
-             "bilinear": Image.Resampling.BILINEAR}  # open_clip evaluates "random" as bicubic
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "random": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+}  # open_clip evaluates "random" as bicubic
 
 
 def cache_root() -> Path:
@@ -113,7 +116,9 @@ def save_image_tower(encoder: Encoder) -> Path | None:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
             visual = visual.to("cpu").eval()
-            traced = torch.jit.trace(visual, torch.randn(2, 3, size, size), check_trace=False)
+            traced = torch.jit.trace(  # type: ignore[no-untyped-call]
+                visual, torch.randn(2, 3, size, size), check_trace=False
+            )
             probe = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
             if not torch.allclose(traced(probe), visual(probe), atol=1e-5, rtol=1e-4):
                 log.info("not caching the image tower: its trace differs from the model")
@@ -127,8 +132,14 @@ def save_image_tower(encoder: Encoder) -> Path | None:
         return None
     finally:
         encoder.model.to(encoder.device)
-    record = {"format": FORMAT, "fingerprint": encoder.fingerprint, "spec": encoder.spec,
-              "embed_dim": encoder.embed_dim, "preprocess": pp, "torch": torch.__version__}
+    record = {
+        "format": FORMAT,
+        "fingerprint": encoder.fingerprint,
+        "spec": encoder.spec,
+        "embed_dim": encoder.embed_dim,
+        "preprocess": pp,
+        "torch": torch.__version__,
+    }
     try:
         tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
         tmp_meta.write_text(json.dumps(record, indent=2, default=list))
@@ -174,7 +185,9 @@ class ImageTowerEncoder:
         out = [np.zeros((0, self.embed_dim), dtype=np.float32)]
         for start in range(0, len(images), size):
             chunk = images[start : start + size]
-            pixels = torch.from_numpy(np.stack([preprocess(im, self.preprocess_cfg) for im in chunk]))
+            pixels = torch.from_numpy(
+                np.stack([preprocess(im, self.preprocess_cfg) for im in chunk])
+            )
             with torch.inference_mode():
                 features = self._module(pixels)
             out.append(torch.nn.functional.normalize(features.float(), dim=-1).numpy())
@@ -194,7 +207,7 @@ def load_image_tower(
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(pt_path), map_location="cpu")
+            module = torch.jit.load(str(pt_path), map_location="cpu")  # type: ignore[no-untyped-call]
     except (OSError, RuntimeError, ValueError, AttributeError) as exc:
         log.warning("ignoring the cached image tower %s (%s)", pt_path, str(exc)[:120])
         return None

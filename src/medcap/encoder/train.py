@@ -338,7 +338,7 @@ def _time_is_up(deadline: float | None, device: torch.device) -> bool:
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     return tqdm(
         total=total, initial=done, unit="step", desc="training", disable=None if enabled else True

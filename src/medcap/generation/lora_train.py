@@ -252,7 +252,7 @@ def train_lora(
         >>> train_lora(model, processor, examples, "runs/adapter", kind="blip2-lora")
     """
     import torch
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     if not examples:
         raise InputError("no training examples for the generator; check --data and --split")

@@ -168,7 +168,7 @@ def caption_dataset(
         >>> summary = caption_dataset(dataset.records("test"), make_caption_fn(...), "results.csv",
         ...                           split="test", limit=100)
     """
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     out = Path(out_path)
     done = set() if overwrite else read_done_ids(out)

@@ -21,6 +21,15 @@ from __future__ import annotations
 
 from medcap.index.build import CaseEncoder, add_to_index, build_index
 from medcap.index.manifest import Manifest
+from medcap.index.merge import merge_parts
 from medcap.index.store import IndexDir, open_index
 
-__all__ = ["CaseEncoder", "IndexDir", "Manifest", "add_to_index", "build_index", "open_index"]
+__all__ = [
+    "CaseEncoder",
+    "IndexDir",
+    "Manifest",
+    "add_to_index",
+    "build_index",
+    "merge_parts",
+    "open_index",
+]

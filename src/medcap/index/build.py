@@ -43,6 +43,7 @@ from medcap.index.manifest import (
     ShardInfo,
     SourceInfo,
     now_iso,
+    parse_part,
     write_json_atomic,
     write_manifest,
 )
@@ -146,8 +147,13 @@ def _encode_all(
     make_thumbnail: Thumbnailer | None,
     progress: bool,
     total: int | None,
+    part: tuple[int, int] | None = None,
 ) -> tuple[list[str], int, list[Skipped]]:
-    """Stream records into shards first, first+1, ...; complete shards are reused on resume."""
+    """Stream records into shards first, first+1, ...; complete shards are reused on resume.
+
+    With `part` (i, n), only chunks c with c % n == i are encoded; shard names keep the
+    global chunk number, so the parts' shards interleave back into one order on merge.
+    """
     from tqdm.auto import tqdm
 
     names: list[str] = []
@@ -156,6 +162,9 @@ def _encode_all(
     bar = tqdm(total=total, unit="case", desc="indexing", disable=not progress)
     try:
         for i, chunk in enumerate(_chunks(records, cfg.shard_size), start=first):
+            if part is not None and (i - first) % part[1] != part[0]:
+                bar.update(len(chunk))
+                continue  # another part's chunk
             name = shard_name(i)
             meta = read_shard_meta(emb_dir, name) if resume else None
             if meta is not None:
@@ -195,8 +204,8 @@ def _check_state(work: Path, state: dict[str, Any]) -> None:
     path = work / STATE_NAME
     if path.exists():
         old = json.loads(path.read_text())
-        for key in ("fingerprint", "shard_size", "dataset_fingerprint", "split"):
-            if old.get(key) != state.get(key):
+        for key in ("fingerprint", "shard_size", "dataset_fingerprint", "split", "part"):
+            if (old.get(key) or "") != (state.get(key) or ""):
                 raise InputError(
                     f"{work} was started with {key}={old.get(key)!r}, not {state.get(key)!r}; "
                     "resume with the same settings or delete it and build again"
@@ -220,12 +229,15 @@ def build_index(
     total: int | None = None,
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
+    part: str = "",
 ) -> IndexDir:
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
     Writes into `<out_dir>.partial/` and renames it when complete; `resume` continues an
     interrupted build from its finished shards. `source_skipped` (e.g. a dataset's
-    `.skipped` list, read after iteration) is added to the skipped list.
+    `.skipped` list, read after iteration) is added to the skipped list. `part` "i/n"
+    indexes every n-th shard-sized chunk from the i-th: a searchable index of its own,
+    which `merge_parts` joins with the other parts.
 
     >>> enc = load_encoder("medcap-tiny")
     >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
@@ -241,6 +253,7 @@ def build_index(
             f"{work} holds an unfinished build; pass --resume to continue it or delete it"
         )
     split = split if split is not None else cfg.split
+    part_of = parse_part(part) if part else None
     if resume and (work / MANIFEST_NAME).exists():  # killed between the manifest and the rename
         swap_into_place(work, out, overwrite=overwrite)
         return open_index(out, expected_fingerprint=encoder.fingerprint)
@@ -255,13 +268,14 @@ def build_index(
             "shard_size": cfg.shard_size,
             "dataset_fingerprint": dataset_fingerprint,
             "split": split,
+            "part": part,
             "started_at": now_iso(),
         },
     )
     names, count, skipped = _encode_all(
         records, encoder, emb_dir, first=0, cfg=cfg, seen=set(), source=dataset_name,
         resume=resume, make_thumbnail=make_thumbnail if thumbs else None,
-        progress=progress, total=total,
+        progress=progress, total=total, part=part_of,
     )  # fmt: skip
     skipped.extend(source_skipped or ())
     for stale in sorted(emb_dir.glob("shard_*.json")):  # shards of a longer earlier input
@@ -292,6 +306,7 @@ def build_index(
         has_thumbnails=thumbs,
         created_at=now_iso(),
         medcap_version=__version__,
+        part=part,
     )
     write_manifest(manifest, work)  # last: from here on the directory is an index
     swap_into_place(work, out, overwrite=overwrite)
@@ -329,6 +344,11 @@ def add_to_index(
     cfg = cfg or DEFAULTS.index
     path = Path(index_dir)
     old = open_index(path, expected_fingerprint=encoder.fingerprint)
+    if old.manifest.part:
+        raise InputError(
+            f"{path} is part {old.manifest.part} of a sharded build; merge the parts with "
+            "`medcap index merge` and add to the merged index"
+        )
     work = partial_dir(path)
     if work.exists():
         raise InputError(f"{work} exists (an interrupted build or add); delete it and run again")

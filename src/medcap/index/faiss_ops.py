@@ -84,7 +84,7 @@ def flat_vectors(index: Any) -> NDArray[np.float32]:
     n, d = int(index.ntotal), int(index.d)
     view = faiss.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)
     view.flags.writeable = False
-    return view  # type: ignore[no-any-return]
+    return view
 
 
 def reconstruct(index: Any, rows: NDArray[np.int64]) -> NDArray[np.float32]:

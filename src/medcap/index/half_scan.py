@@ -40,7 +40,7 @@ class HalfScan:
         d = self._dim
         rounding = _HALF_UNIT_ROUNDOFF * self._max_norm + _HALF_SUBNORMAL_STEP * math.sqrt(d)
         accumulation = 2 * d * _SINGLE_UNIT_ROUNDOFF * self._max_norm  # both dot products
-        return query_norm * (rounding + accumulation)
+        return float(query_norm * (rounding + accumulation))
 
     def search(
         self, queries: NDArray[np.float32], k: int

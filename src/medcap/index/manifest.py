@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medcap.errors import CorruptArtifactError, IndexMismatchError
+from medcap.errors import CorruptArtifactError, IndexMismatchError, InputError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -85,6 +85,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created_at: str = ""
     medcap_version: str = ""
+    part: str = ""  # "i/n" for one part of a `--shard i/n` build (see medcap.index.merge)
 
     @property
     def spec(self) -> str:
@@ -134,6 +135,7 @@ def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
             format_version=int(version),
             created_at=str(raw.get("created_at", "")),
             medcap_version=str(raw.get("medcap_version", "")),
+            part=str(raw.get("part", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArtifactError(
@@ -173,6 +175,17 @@ def write_manifest(manifest: Manifest, directory: Path) -> Path:
     path = directory / MANIFEST_NAME
     write_json_atomic(path, manifest.to_dict())
     return path
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """ "i/n" (0 <= i < n) -> (i, n): which of n parts a `--shard i/n` build indexes."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise InputError(f"--shard {text!r} must be i/n with 0 <= i < n, e.g. 0/4 ... 3/4")
+    return i, n
 
 
 def check_fingerprint(manifest: Manifest, expected: str | None, where: str) -> None:

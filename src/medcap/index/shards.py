@@ -238,3 +238,27 @@ class ShardVectors:
     def all(self) -> NDArray[np.float32]:
         """Every vector (n, d) as unit float32."""
         return np.concatenate([to_unit_float32(a) for a in self._arrays], axis=0)
+
+
+def drop_rows(emb_dir: Path, name: str, image_ids: set[str], skipped: Sequence[Skipped]) -> int:
+    """Rewrite a complete shard without the rows of `image_ids`, recording `skipped`.
+
+    Returns the rows left. Files are replaced one by one and the JSON marker last, so an
+    interruption leaves a shard that is incomplete (rebuilt), never inconsistent.
+    """
+    table = read_shard_items(emb_dir, name, thumbnails=True)
+    keep = np.array([i not in image_ids for i in table.column("image_id").to_pylist()], bool)
+    meta = read_shard_meta(emb_dir, name)
+    if meta is None:
+        raise CorruptArtifactError(f"shard {name} in {emb_dir} is incomplete; rebuild it")
+    meta_path(emb_dir, name).unlink()
+    for target in TARGET_PREFIX:
+        vectors = load_shard_vectors(emb_dir, name, target)
+        _save_npy_atomic(vector_path(emb_dir, name, target), vectors[keep])
+    tmp = items_path(emb_dir, name).with_suffix(".parquet.tmp")
+    pq.write_table(table.filter(pa.array(keep)), tmp)
+    os.replace(tmp, items_path(emb_dir, name))
+    meta["count"] = int(keep.sum())
+    meta["skipped"] = [*meta.get("skipped", []), *(asdict(s) for s in skipped)]
+    write_json_atomic(meta_path(emb_dir, name), meta)
+    return int(meta["count"])
