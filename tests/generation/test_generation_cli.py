@@ -114,9 +114,13 @@ def test_train_generator_then_caption_with_the_adapter(
     args = ["--data", str(phantom_dir), "--index", str(phantom_index_dir), "--out", str(adapter)]
     args += ["--model", str(base), "--max-steps", "3", "--limit", "12", "--batch-size", "4"]
     args += ["--device", "cpu", "--template", "smallcap", "--k", "3"]
-    result = CliRunner().invoke(app, args)
+    bad = CliRunner().invoke(app, [*args, "--lora-targets", "no_such_proj"])
+    assert bad.exit_code != 0 and "--lora-targets" in str(bad.exception)
+    result = CliRunner().invoke(app, [*args, "--lora-targets", "q_proj, v_proj", "--lora-r", "4"])
     assert result.exit_code == 0, result.output
     assert "adapter after 3 steps" in result.output
+    peft_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert set(peft_config["target_modules"]) == {"q_proj", "v_proj"} and peft_config["r"] == 4
     info = json.loads((adapter / "medcap_adapter.json").read_text())
     assert info["base_model"] == str(base) and info["template"] == "smallcap" and info["k"] == 3
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "loss.png").exists()

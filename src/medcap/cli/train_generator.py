@@ -5,6 +5,7 @@ The lead mounts `generator` on the `medcap train` group.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,14 @@ def generator(
     dtype: Annotated[
         str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
     ] = None,
+    lora_r: Annotated[int | None, typer.Option(help=f"LoRA rank. (default: {G.lora_r})")] = None,
+    lora_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated module names LoRA wraps. (default: "
+            f"{','.join(G.blip2_lora_targets)} / {','.join(G.qwen2vl_lora_targets)})"
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
     ] = False,
@@ -71,7 +80,12 @@ def generator(
         template=template,
         device=device,
         dtype=dtype,
+        lora_r=lora_r,
     )
+    if lora_targets:
+        field = "blip2_lora_targets" if cfg.backend == "blip2-lora" else "qwen2vl_lora_targets"
+        names = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+        cfg = dataclasses.replace(cfg, **{field: names})
     cfg = pipeline.resolve_settings(cfg, None, template=template)
     result = pipeline.train_generator(
         data, str(index), out, cfg, model_id=model, resume=resume, limit=limit

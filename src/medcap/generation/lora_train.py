@@ -66,7 +66,7 @@ def attach_lora(model: Any, kind: GeneratorKind, cfg: GenerationConfig) -> Any:
     except ValueError as exc:
         raise InputError(
             f"LoRA target modules {list(lora_targets(kind, cfg))} not found in the {kind} "
-            f"model ({exc}); set generation.*_lora_targets in medcap.toml"
+            f"model ({exc}); name the model's modules with --lora-targets"
         ) from None
 
 
