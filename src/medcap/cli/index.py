@@ -17,6 +17,19 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 _IDX = DEFAULTS.index
+# Options shared by `build` and `merge`.
+IndexTypeOption = Annotated[
+    str | None, typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})")
+]
+MemoryBudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--memory-budget-gb",
+        "--memory-budget",
+        help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
+    ),
+]
+OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing index directory.")]
 
 
 def _thumbnailer(size: int) -> Any:
@@ -54,10 +67,7 @@ def build(
     split: Annotated[
         str | None, typer.Option(help=f"Split to index. (default: {_IDX.split})")
     ] = None,
-    index_type: Annotated[
-        str | None,
-        typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})"),
-    ] = None,
+    index_type: IndexTypeOption = None,
     batch_size: Annotated[
         int | None, typer.Option(help=f"Encoder batch size. (default: {_IDX.batch_size})")
     ] = None,
@@ -67,14 +77,7 @@ def build(
             help=f"Cases per embedding shard (unit of resume). (default: {_IDX.shard_size})"
         ),
     ] = None,
-    memory_budget_gb: Annotated[
-        float | None,
-        typer.Option(
-            "--memory-budget-gb",
-            "--memory-budget",
-            help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
-        ),
-    ] = None,
+    memory_budget_gb: MemoryBudgetOption = None,
     thumbnail_size: Annotated[
         int | None,
         typer.Option(
@@ -85,7 +88,7 @@ def build(
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing index directory.")] = False,
+    overwrite: OverwriteOption = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -242,19 +245,9 @@ def add(
 def merge(
     parts: Annotated[list[Path], typer.Argument(help="Every part of a --shard i/n build.")],
     out: Annotated[Path, typer.Option("--out", help="Merged index directory to write.")],
-    index_type: Annotated[
-        str | None,
-        typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})"),
-    ] = None,
-    memory_budget_gb: Annotated[
-        float | None,
-        typer.Option(
-            "--memory-budget-gb",
-            "--memory-budget",
-            help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
-        ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing index directory.")] = False,
+    index_type: IndexTypeOption = None,
+    memory_budget_gb: MemoryBudgetOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Join the parts of a `--shard i/n` build into one index (as one build would write)."""
     from medcap.index import merge_parts
