@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
 from medcap.config import DEFAULTS, replace_set
 from medcap.errors import InputError
 
@@ -43,12 +44,8 @@ def command(
     backend: Annotated[
         str | None, typer.Option(help=f"consensus | qwen2-vl | blip2-lora. (default: {G.backend})")
     ] = None,
-    k: Annotated[
-        int | None, typer.Option(help=f"Neighbours in the prompt. (default: {G.k})")
-    ] = None,
-    template: Annotated[
-        str | None, typer.Option(help=f"Prompt template name or .txt path. (default: {G.template})")
-    ] = None,
+    k: NeighboursOption = None,
+    template: TemplateOption = None,
     model: Annotated[
         str | None,
         typer.Option(help="Generator model id or local directory (qwen2-vl, blip2-lora)."),
@@ -57,12 +54,8 @@ def command(
     modality_hint: Annotated[
         str | None, typer.Option(help="Modality named in the prompt, e.g. CT.")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"auto | cpu | cuda[:N]. (default: {G.device})")
-    ] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
-    ] = None,
+    device: GenerationDeviceOption = None,
+    dtype: DtypeOption = None,
     batch_size: Annotated[
         int | None, typer.Option(help=f"Images per generation batch. (default: {G.batch_size})")
     ] = None,

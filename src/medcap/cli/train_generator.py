@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
 from medcap.config import DEFAULTS, replace_set
 
 G = DEFAULTS.generation
@@ -42,17 +43,11 @@ def generator(
         int | None, typer.Option(help=f"Examples per step. (default: {G.lora_batch_size})")
     ] = None,
     lr: Annotated[float | None, typer.Option(help=f"Learning rate. (default: {G.lora_lr})")] = None,
-    k: Annotated[int | None, typer.Option(help=f"Neighbours per prompt. (default: {G.k})")] = None,
-    template: Annotated[
-        str | None, typer.Option(help=f"Prompt template name or .txt path. (default: {G.template})")
-    ] = None,
+    k: NeighboursOption = None,
+    template: TemplateOption = None,
     limit: Annotated[int | None, typer.Option(help="Train on the first N cases only.")] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"auto | cpu | cuda[:N]. (default: {G.device})")
-    ] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
-    ] = None,
+    device: GenerationDeviceOption = None,
+    dtype: DtypeOption = None,
     lora_r: Annotated[int | None, typer.Option(help=f"LoRA rank. (default: {G.lora_r})")] = None,
     lora_targets: Annotated[
         str | None,
@@ -83,9 +78,11 @@ def generator(
         lora_r=lora_r,
     )
     if lora_targets:
-        field = "blip2_lora_targets" if cfg.backend == "blip2-lora" else "qwen2vl_lora_targets"
         names = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-        cfg = dataclasses.replace(cfg, **{field: names})
+        if cfg.backend == "blip2-lora":
+            cfg = dataclasses.replace(cfg, blip2_lora_targets=names)
+        else:
+            cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
     cfg = pipeline.resolve_settings(cfg, None, template=template)
     result = pipeline.train_generator(
         data, str(index), out, cfg, model_id=model, resume=resume, limit=limit

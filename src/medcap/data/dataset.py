@@ -54,6 +54,20 @@ def parse_cuis(value: Any) -> tuple[str, ...]:
     return tuple(s for s in (str(v).strip() for v in items if v is not None) if s)
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Column names a user gave (`--id-column`, ...); None: the layout's usual name."""
+
+    id: str | None = None
+    caption: str | None = None
+    image: str | None = None
+    cui: str | None = None
+    split: str | None = None
+
+
+DEFAULT_COLUMNS = Columns()
+
+
 @dataclass
 class RawRow:
     """One row as a reader found it, before checks."""

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from medcap.config import DEFAULTS
-from medcap.data.dataset import Dataset, RawRow, normalise_split, order_splits, parse_cuis
+from medcap.data.dataset import (
+    DEFAULT_COLUMNS,
+    Columns,
+    Dataset,
+    RawRow,
+    normalise_split,
+    order_splits,
+    parse_cuis,
+)
 from medcap.errors import OfflineFetchError
 from medcap.types import ImageRef
 
@@ -73,17 +81,14 @@ class HubDataset(Dataset):
         self,
         name: str,
         *,
-        id_column: str | None = None,
-        caption_column: str | None = None,
-        image_column: str | None = None,
-        cui_column: str | None = None,
+        columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         super().__init__(name)
         cfg = DEFAULTS.data
-        self._image_col = image_column or cfg.image_column
-        self._caption_col = caption_column or cfg.caption_column
-        self._id_col = id_column or cfg.id_column
-        self._cui_col = cui_column or cfg.cui_column
+        self._image_col = columns.image or cfg.image_column
+        self._caption_col = columns.caption or cfg.caption_column
+        self._id_col = columns.id or cfg.id_column
+        self._cui_col = columns.cui or cfg.cui_column
         try:
             import datasets
 

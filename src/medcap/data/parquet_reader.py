@@ -18,7 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcap.config import DEFAULTS
-from medcap.data.dataset import Dataset, RawRow, normalise_split, order_splits, parse_cuis
+from medcap.data.dataset import (
+    DEFAULT_COLUMNS,
+    Columns,
+    Dataset,
+    RawRow,
+    normalise_split,
+    order_splits,
+    parse_cuis,
+)
 from medcap.data.table_reader import missing_column, read_cui_mapping
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.types import ImageRef
@@ -50,11 +58,7 @@ class ParquetDataset(Dataset):
         root: str | Path,
         *,
         name: str | None = None,
-        id_column: str | None = None,
-        caption_column: str | None = None,
-        image_column: str | None = None,
-        cui_column: str | None = None,
-        split_column: str | None = None,
+        columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         self.root = Path(root)
         super().__init__(name or str(root))
@@ -66,12 +70,13 @@ class ParquetDataset(Dataset):
         cfg = DEFAULTS.data
         self._files = files
         self._schemas = {path: _read_schema(path) for path in files}
-        self._split_column = split_column or cfg.split_column
-        self._image_col = self._require(image_column, cfg.image_column, "image")
-        self._caption_col = self._require(caption_column, cfg.caption_column, "caption")
-        self._id_col = self._optional(id_column, cfg.id_column, "id")
-        self._cui_col = self._optional(cui_column, cfg.cui_column, "CUI")
-        self._file_splits = {path: self._split_of(path, split_column is not None) for path in files}
+        self._split_column = columns.split or cfg.split_column
+        self._image_col = self._require(columns.image, cfg.image_column, "image")
+        self._caption_col = self._require(columns.caption, cfg.caption_column, "caption")
+        self._id_col = self._optional(columns.id, cfg.id_column, "id")
+        self._cui_col = self._optional(columns.cui, cfg.cui_column, "CUI")
+        given = columns.split is not None
+        self._file_splits = {path: self._split_of(path, given) for path in files}
         self._splits: list[str] | None = None
 
     def splits(self) -> list[str]:

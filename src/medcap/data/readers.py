@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medcap.data.dataset import Dataset, normalise_split
+from medcap.data.dataset import Columns, Dataset, normalise_split
 from medcap.data.hub import (
     HubDataset,
     cached_snapshot,
@@ -42,13 +42,7 @@ def open_dataset(
     split_column: str | None = None,
 ) -> Dataset:
     """Open a dataset directory, table file or Hub name; column options override defaults."""
-    columns = {
-        "id_column": id_column,
-        "caption_column": caption_column,
-        "image_column": image_column,
-        "cui_column": cui_column,
-        "split_column": split_column,
-    }
+    columns = Columns(id_column, caption_column, image_column, cui_column, split_column)
     text = str(source)
     path = Path(text).expanduser()
     if path.exists():
@@ -62,30 +56,25 @@ def open_dataset(
     )
 
 
-def _open_local(path: Path, columns: dict[str, str | None]) -> Dataset:
+def _open_local(path: Path, columns: Columns) -> Dataset:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            return ParquetDataset(path, **columns)
+            return ParquetDataset(path, columns=columns)
         if suffix in TABLE_SUFFIXES:
-            return TableDataset(path, **columns)
+            return TableDataset(path, columns=columns)
         raise InputError(
             f"{path}: unsupported dataset file type '{suffix}'; "
             "pass a .parquet, .csv, .tsv or .jsonl file or a folder"
         )
     if is_release_dir(path):
-        return ReleaseDataset(
-            path,
-            id_column=columns["id_column"],
-            caption_column=columns["caption_column"],
-            cui_column=columns["cui_column"],
-        )
+        return ReleaseDataset(path, columns=columns)
     if find_parquet_files(path):
-        return ParquetDataset(path, **columns)
+        return ParquetDataset(path, columns=columns)
     tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
     preferred = [p for name in _TABLE_PREFERENCE for p in tables if p.name == name]
     if preferred or len(tables) == 1:
-        return TableDataset((preferred or tables)[0], name=str(path), **columns)
+        return TableDataset((preferred or tables)[0], name=str(path), columns=columns)
     if tables:
         names = ", ".join(p.name for p in tables)
         raise InputError(
@@ -98,16 +87,10 @@ def _open_local(path: Path, columns: dict[str, str | None]) -> Dataset:
     )
 
 
-def _open_hub(name: str, columns: dict[str, str | None]) -> Dataset:
+def _open_hub(name: str, columns: Columns) -> Dataset:
     snapshot = cached_snapshot(name)
     if snapshot is not None:
-        return ParquetDataset(snapshot, name=name, **columns)
+        return ParquetDataset(snapshot, name=name, columns=columns)
     if is_offline():
         raise offline_error(name, "offline mode is on and it is not in the local cache")
-    return HubDataset(
-        name,
-        id_column=columns["id_column"],
-        caption_column=columns["caption_column"],
-        image_column=columns["image_column"],
-        cui_column=columns["cui_column"],
-    )
+    return HubDataset(name, columns=columns)

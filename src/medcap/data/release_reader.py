@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcap.data.dataset import Dataset, RawRow, normalise_split, order_splits, parse_cuis
+from medcap.data.dataset import (
+    DEFAULT_COLUMNS,
+    Columns,
+    Dataset,
+    RawRow,
+    normalise_split,
+    order_splits,
+    parse_cuis,
+)
 from medcap.data.images import IMAGE_SUFFIXES
 from medcap.data.table_reader import (
     file_digest,
@@ -46,9 +54,7 @@ class ReleaseDataset(Dataset):
         root: str | Path,
         *,
         name: str | None = None,
-        id_column: str | None = None,
-        caption_column: str | None = None,
-        cui_column: str | None = None,
+        columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         self.root = Path(root)
         super().__init__(name or str(root))
@@ -64,16 +70,16 @@ class ReleaseDataset(Dataset):
                     f"{self.root}: no image folder for split '{raw}' (looked for {looked}); "
                     "put the images there or pass a folder with a CSV/JSONL table instead"
                 )
-            columns = table_columns(captions)
-            id_col = _column(columns, id_column, "ID", "id", captions)
-            caption_col = _column(columns, caption_column, "Caption", "caption", captions)
+            names = table_columns(captions)
+            id_col = _column(names, columns.id, "ID", "id", captions)
+            caption_col = _column(names, columns.caption, "Caption", "caption", captions)
             concepts = self._concepts_file(raw)
             cui_cols: tuple[str, str] | None = None
             if concepts is not None:
                 concept_columns = table_columns(concepts)
                 cui_cols = (
-                    _column(concept_columns, id_column, "ID", "id", concepts),
-                    _column(concept_columns, cui_column, "CUIs", "CUI", concepts),
+                    _column(concept_columns, columns.id, "ID", "id", concepts),
+                    _column(concept_columns, columns.cui, "CUIs", "CUI", concepts),
                 )
             self._splits[normalise_split(raw)] = _SplitFiles(
                 captions, image_dir, id_col, caption_col, concepts, cui_cols

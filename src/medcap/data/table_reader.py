@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from medcap.config import DEFAULTS
-from medcap.data.dataset import Dataset, RawRow, normalise_split, order_splits, parse_cuis
+from medcap.data.dataset import (
+    DEFAULT_COLUMNS,
+    Columns,
+    Dataset,
+    RawRow,
+    normalise_split,
+    order_splits,
+    parse_cuis,
+)
 from medcap.errors import InputError
 from medcap.types import ImageRef
 
@@ -127,30 +135,26 @@ class TableDataset(Dataset):
         table: str | Path,
         *,
         name: str | None = None,
-        id_column: str | None = None,
-        caption_column: str | None = None,
-        image_column: str | None = None,
-        cui_column: str | None = None,
-        split_column: str | None = None,
+        columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         self.table = Path(table)
         super().__init__(name or str(table))
         cfg = DEFAULTS.data
-        columns = table_columns(self.table)
+        names = table_columns(self.table)
         self._image_col = pick_column(
-            columns, image_column, cfg.image_column, "image", self.table, required=True
+            names, columns.image, cfg.image_column, "image", self.table, required=True
         )
         self._caption_col = pick_column(
-            columns, caption_column, cfg.caption_column, "caption", self.table, required=True
+            names, columns.caption, cfg.caption_column, "caption", self.table, required=True
         )
         self._id_col = pick_column(
-            columns, id_column, cfg.id_column, "id", self.table, required=False
+            names, columns.id, cfg.id_column, "id", self.table, required=False
         )
         self._cui_col = pick_column(
-            columns, cui_column, cfg.cui_column, "CUI", self.table, required=False
+            names, columns.cui, cfg.cui_column, "CUI", self.table, required=False
         )
         self._split_col = pick_column(
-            columns, split_column, cfg.split_column, "split", self.table, required=False
+            names, columns.split, cfg.split_column, "split", self.table, required=False
         )
         self._splits: list[str] | None = None
 
