@@ -219,7 +219,7 @@ class DemoConfig:
     seed: int = 0
     image_size: int = 64  # phantom pixels per side (the tiny encoder's input size)
     model: str = "medcap-tiny"
-    epochs: int = 20  # fixed, not a time budget, so the same seed gives the same metrics
+    epochs: int = 12  # fixed, not a time budget, so the same seed gives the same metrics
     example_searches: int = 3
 
 

@@ -1,6 +1,7 @@
 """The index directory: FAISS indexes of image and caption vectors, items, manifest.
 
-Knows vectors, rows and an encoder fingerprint; never open_clip. Layout of `DIR/`:
+Knows vectors, rows and an encoder fingerprint; never open_clip. Builds stream, resume
+and can be split over machines (`--shard i/n`, then `merge_parts`). Layout of `DIR/`:
 
     manifest.json        written last; format version, encoder spec + fingerprint (+ absolute
                          checkpoint path), dim, metric, count, sources, index type, factory
