@@ -96,6 +96,40 @@ def preprocess(image: Image.Image, cfg: dict[str, Any]) -> NDArray[np.float32]:
     return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
 
 
+def _trace_visual(encoder: Encoder) -> Any | None:
+    """A TorchScript trace of the image tower on the CPU, or None if it is not supported
+    or does not reproduce the eager model."""
+    visual = getattr(encoder.model, "visual", None)
+    if visual is None or "multimodal_cfg" in encoder.architecture["config"]:
+        return None  # CoCa's encode_image is not its visual tower's output
+    if not supported_preprocess(encoder.preprocess_cfg) or not hasattr(torch, "jit"):
+        return None
+    size = encoder.input_size
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            visual = visual.to("cpu").eval()
+            traced = torch.jit.trace(  # type: ignore[no-untyped-call]
+                visual, torch.randn(2, 3, size, size), check_trace=False
+            )
+            probe = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+            same = torch.allclose(traced(probe), visual(probe), atol=1e-5, rtol=1e-4)
+    finally:
+        encoder.model.to(encoder.device)
+    if not same:
+        log.info("not caching the image tower: its trace differs from the model")
+        return None
+    return traced
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_image_tower(encoder: Encoder) -> Path | None:
     """Trace the encoder's image tower into the cache (once per fingerprint).
 
@@ -105,47 +139,27 @@ def save_image_tower(encoder: Encoder) -> Path | None:
     pt_path, meta_path = tower_paths(encoder.fingerprint)
     if pt_path.exists() and meta_path.exists():
         return pt_path
-    pp = dict(encoder.preprocess_cfg)
-    visual = getattr(encoder.model, "visual", None)
-    if visual is None or "multimodal_cfg" in encoder.architecture["config"]:
-        return None  # CoCa's encode_image is not its visual tower's output
-    if not supported_preprocess(pp) or not hasattr(torch, "jit"):
-        return None
-    size = encoder.input_size
-    try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
-            visual = visual.to("cpu").eval()
-            traced = torch.jit.trace(  # type: ignore[no-untyped-call]
-                visual, torch.randn(2, 3, size, size), check_trace=False
-            )
-            probe = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
-            if not torch.allclose(traced(probe), visual(probe), atol=1e-5, rtol=1e-4):
-                log.info("not caching the image tower: its trace differs from the model")
-                return None
-            pt_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = pt_path.with_name(f"{pt_path.name}.{os.getpid()}.tmp")
-            torch.jit.save(traced, str(tmp))
-            os.replace(tmp, pt_path)
-    except (RuntimeError, OSError, TypeError) as exc:
-        log.info("not caching the image tower (%s)", str(exc).splitlines()[0][:160])
-        return None
-    finally:
-        encoder.model.to(encoder.device)
     record = {
         "format": FORMAT,
         "fingerprint": encoder.fingerprint,
         "spec": encoder.spec,
         "embed_dim": encoder.embed_dim,
-        "preprocess": pp,
+        "preprocess": dict(encoder.preprocess_cfg),
         "torch": torch.__version__,
     }
     try:
-        tmp_meta = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps(record, indent=2, default=list))
-        os.replace(tmp_meta, meta_path)  # written last: its presence marks a complete entry
-    except OSError as exc:
-        log.info("not caching the image tower (%s)", exc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
+            traced = _trace_visual(encoder)
+            if traced is None:
+                return None
+            pt_path.parent.mkdir(parents=True, exist_ok=True)
+            _replace_atomically(pt_path, lambda tmp: torch.jit.save(traced, str(tmp)))
+        # The record is written last: its presence marks a complete entry.
+        text = json.dumps(record, indent=2, default=list)
+        _replace_atomically(meta_path, lambda tmp: tmp.write_text(text))
+    except (RuntimeError, OSError, TypeError) as exc:
+        log.info("not caching the image tower (%s)", str(exc).splitlines()[0][:160])
         return None
     return pt_path
 
