@@ -7,7 +7,6 @@ own caption.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, GenerationConfig, SearchMode
 from medcap.errors import ImageDecodeError, InputError
 from medcap.generation.adapter import read_adapter_info
@@ -247,9 +247,7 @@ def _write_run_info(
         "images_per_s": round(summary.images_per_s, 3),
         "skipped": [asdict(s) for s in summary.skipped],
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, info)
     return path
 
 

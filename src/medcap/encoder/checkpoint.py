@@ -1,4 +1,4 @@
-"""Checkpoint files: open_clip-compatible `.pt` plus a JSON sidecar; fingerprints; atomic writes.
+"""Checkpoint files: open_clip `.pt` plus a JSON sidecar, written atomically; fingerprints.
 
 A checkpoint `X.pt` holds `{"state_dict": ...}` (what `open_clip.load_checkpoint` reads), and
 for resumable checkpoints also `"train_state"` (optimizer, scheduler, scaler, RNG, position).
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from medcap.atomic import write_atomic, write_json_atomic
 from medcap.encoder.spec import SIDECAR_FORMAT, read_json, sidecar_path
 from medcap.errors import CorruptArtifactError
 
@@ -41,27 +40,6 @@ def fingerprint_state(
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, writer: Any) -> None:
-    """Call `writer(file_object)` on a temp file beside `path`, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
-
-
 def write_checkpoint(
     path: Path,
     state_dict: Mapping[str, torch.Tensor],
@@ -73,11 +51,11 @@ def write_checkpoint(
     payload: dict[str, Any] = {"state_dict": dict(state_dict)}
     if train_state is not None:
         payload["train_state"] = dict(train_state)
-    atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
+    write_atomic(path, lambda handle: torch.save(payload, handle))
     meta = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "checkpoint": path.name}
     meta.update(sidecar)
     meta["checkpoint_bytes"] = path.stat().st_size
-    atomic_write_json(sidecar_path(path), meta)
+    write_json_atomic(sidecar_path(path), meta)
 
 
 def read_sidecar(checkpoint: Path) -> dict[str, Any]:

@@ -29,6 +29,8 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
+from medcap.atomic import write_atomic, write_json_atomic
+
 if TYPE_CHECKING:
     from medcap.encoder.encoder import Encoder
 
@@ -121,15 +123,6 @@ def _trace_visual(encoder: Encoder) -> Any | None:
     return traced
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_image_tower(encoder: Encoder) -> Path | None:
     """Trace the encoder's image tower into the cache (once per fingerprint).
 
@@ -153,11 +146,8 @@ def save_image_tower(encoder: Encoder) -> Path | None:
             traced = _trace_visual(encoder)
             if traced is None:
                 return None
-            pt_path.parent.mkdir(parents=True, exist_ok=True)
-            _replace_atomically(pt_path, lambda tmp: torch.jit.save(traced, str(tmp)))
-        # The record is written last: its presence marks a complete entry.
-        text = json.dumps(record, indent=2, default=list)
-        _replace_atomically(meta_path, lambda tmp: tmp.write_text(text))
+            write_atomic(pt_path, lambda handle: torch.jit.save(traced, handle))
+        write_json_atomic(meta_path, record)  # last: its presence marks a complete entry
     except (RuntimeError, OSError, TypeError) as exc:
         log.info("not caching the image tower (%s)", str(exc).splitlines()[0][:160])
         return None

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, TrainConfig
-from medcap.encoder.checkpoint import atomic_write_json, load_train_state, read_sidecar
+from medcap.encoder.checkpoint import load_train_state, read_sidecar
 from medcap.encoder.contrastive import world
 from medcap.encoder.train_data import CaseTensors, epoch_batches
 from medcap.encoder.train_eval import validate
@@ -191,7 +192,7 @@ class _Loop:
 
     def _write_config(self) -> None:
         run = self.run
-        atomic_write_json(
+        write_json_atomic(
             self.out / CONFIG_FILE,
             {
                 "model": run.spec,

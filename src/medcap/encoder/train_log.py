@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from medcap.encoder.checkpoint import atomic_write_bytes
+from medcap.atomic import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class MetricsLog:
         next checkpoint, and the resumed run logs those steps again)."""
         kept = [row for row in self.read() if int(row.get("step", 0)) <= step]
         text = "".join(json.dumps(row) + "\n" for row in kept)
-        atomic_write_bytes(self.path, lambda handle: handle.write(text.encode()))
+        write_text_atomic(self.path, text)
 
 
 def plot_training_curve(rows: list[dict[str, Any]], path: Path) -> None:
@@ -69,5 +69,5 @@ def plot_training_curve(rows: list[dict[str, Any]], path: Path) -> None:
     def write(handle: Any) -> None:
         fig.savefig(handle, format="png", dpi=100)
 
-    atomic_write_bytes(path, write)
+    write_atomic(path, write)
     plt.close(fig)

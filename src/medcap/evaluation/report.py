@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medcap.atomic import write_text_atomic
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.evaluation import plots, render
 from medcap.evaluation.render import SOURCE_DIR_KEY
@@ -39,13 +38,6 @@ logger = logging.getLogger(__name__)
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 KINDS = ("retrieval", "captions", "concepts")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> Path:
@@ -59,9 +51,9 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / REPORT_JSON
     stored = {k: v for k, v in report.items() if k != SOURCE_DIR_KEY}
-    _write_atomic(path, json.dumps(stored, indent=1, default=str) + "\n")
+    write_text_atomic(path, json.dumps(stored, indent=1, default=str) + "\n")
     if "config" in report:  # every run keeps its resolved config next to its outputs
-        _write_atomic(
+        write_text_atomic(
             out / "config.json", json.dumps(report["config"], indent=2, default=str) + "\n"
         )
     render_report(report, out)
@@ -103,7 +95,7 @@ def render_report(report: dict[str, Any], out_dir: str | Path) -> Path:
         "",
     ]
     path = out / REPORT_MD
-    _write_atomic(path, "\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 
@@ -201,9 +193,9 @@ def compare_reports(
         ],
         "bench": [str(b) for b in bench],
     }
-    _write_atomic(out / "comparison.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out / "comparison.json", json.dumps(summary, indent=1) + "\n")
     path = out / REPORT_MD
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

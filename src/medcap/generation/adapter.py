@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcap.atomic import write_text_atomic
 from medcap.errors import CorruptArtifactError, InputError
 
 ADAPTER_INFO_FILE = "medcap_adapter.json"
@@ -31,9 +32,7 @@ class AdapterInfo:
 def write_adapter_info(info: AdapterInfo, adapter_dir: str | Path) -> Path:
     """Write the sidecar into `adapter_dir` (atomically: temp file, then rename)."""
     path = Path(adapter_dir) / ADAPTER_INFO_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(asdict(info), indent=2) + "\n")
     return path
 
 

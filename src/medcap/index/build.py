@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medcap import __version__
+from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index.finalize import (
@@ -44,7 +45,6 @@ from medcap.index.manifest import (
     SourceInfo,
     now_iso,
     parse_part,
-    write_json_atomic,
     write_manifest,
 )
 from medcap.index.planner import plan_index

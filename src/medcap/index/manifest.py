@@ -9,12 +9,12 @@ pyarrow read it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medcap.atomic import write_json_atomic
 from medcap.errors import CorruptArtifactError, IndexMismatchError, InputError
 
 FORMAT_VERSION = 1
@@ -157,17 +157,6 @@ def read_manifest(directory: Path) -> Manifest:
     if not isinstance(raw, dict):
         raise CorruptArtifactError(f"{path}: expected a JSON object; rebuild the index")
     return parse_manifest(raw, str(path))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(manifest: Manifest, directory: Path) -> Path:

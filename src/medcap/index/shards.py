@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from medcap.atomic import temp_files_of, write_atomic, write_json_atomic
 from medcap.errors import CorruptArtifactError
-from medcap.index.manifest import write_json_atomic
 from medcap.types import Record, Skipped
 
 ITEM_SCHEMA = pa.schema(
@@ -114,13 +114,12 @@ def record_rows(records: Sequence[Record], thumbnails: Sequence[bytes | None]) -
     )
 
 
-def _save_npy_atomic(path: Path, array: NDArray[Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_vectors(path: Path, vectors: NDArray[Any]) -> None:
+    write_atomic(path, lambda handle: np.save(handle, vectors))
+
+
+def _write_items(path: Path, table: pa.Table) -> None:
+    write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def write_shard(
@@ -136,11 +135,9 @@ def write_shard(
 ) -> int:
     """Write one complete shard (vectors as float16, items, then the JSON marker)."""
     assert image_emb.shape == caption_emb.shape and len(records) == image_emb.shape[0]
-    _save_npy_atomic(vector_path(emb_dir, name, "images"), image_emb.astype(np.float16))
-    _save_npy_atomic(vector_path(emb_dir, name, "captions"), caption_emb.astype(np.float16))
-    tmp = items_path(emb_dir, name).with_suffix(".parquet.tmp")
-    pq.write_table(record_rows(records, thumbnails), tmp)
-    os.replace(tmp, items_path(emb_dir, name))
+    for target, vectors in (("images", image_emb), ("captions", caption_emb)):
+        _write_vectors(vector_path(emb_dir, name, target), vectors.astype(np.float16))
+    _write_items(items_path(emb_dir, name), record_rows(records, thumbnails))
     meta = {
         "name": name,
         "inputs": len(input_ids),
@@ -169,7 +166,7 @@ def read_shard_meta(emb_dir: Path, name: str) -> dict[str, Any] | None:
 def remove_shard(emb_dir: Path, name: str) -> None:
     """Delete whatever exists of a shard (leftovers of an interrupted write)."""
     for path in shard_files(emb_dir, name):
-        for p in (path, path.with_name(path.name + ".tmp"), path.with_suffix(".parquet.tmp")):
+        for p in (path, *temp_files_of(path)):
             p.unlink(missing_ok=True)
 
 
@@ -254,10 +251,8 @@ def drop_rows(emb_dir: Path, name: str, image_ids: set[str], skipped: Sequence[S
     meta_path(emb_dir, name).unlink()
     for target in TARGET_PREFIX:
         vectors = load_shard_vectors(emb_dir, name, target)
-        _save_npy_atomic(vector_path(emb_dir, name, target), vectors[keep])
-    tmp = items_path(emb_dir, name).with_suffix(".parquet.tmp")
-    pq.write_table(table.filter(pa.array(keep)), tmp)
-    os.replace(tmp, items_path(emb_dir, name))
+        _write_vectors(vector_path(emb_dir, name, target), vectors[keep])
+    _write_items(items_path(emb_dir, name), table.filter(pa.array(keep)))
     meta["count"] = int(keep.sum())
     meta["skipped"] = [*meta.get("skipped", []), *(asdict(s) for s in skipped)]
     write_json_atomic(meta_path(emb_dir, name), meta)
