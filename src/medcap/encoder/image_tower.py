@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from medcap.atomic import write_atomic, write_json_atomic
+from medcap.config import DEFAULTS
 
 if TYPE_CHECKING:
     from medcap.encoder.encoder import Encoder
@@ -185,7 +186,7 @@ class ImageTowerEncoder:
         self, images: Sequence[Image.Image], *, batch_size: int | None = None
     ) -> NDArray[np.float32]:
         """Embed PIL images -> (n, d) float32, L2-normalised (as Encoder.encode_images)."""
-        size = batch_size or 64
+        size = batch_size or DEFAULTS.encoder.batch_size
         out = [np.zeros((0, self.embed_dim), dtype=np.float32)]
         for start in range(0, len(images), size):
             chunk = images[start : start + size]
