@@ -96,7 +96,7 @@ def retrieval(
 ) -> None:
     """Image->text and text->image Recall@K, median and mean rank of one or more encoders."""
     from medcap.evaluation.report import load_report
-    from medcap.evaluation.report_tables import md_table, retrieval_rows
+    from medcap.evaluation.report_tables import retrieval_table
     from medcap.retrieval.eval_runs import run_retrieval_evaluation
 
     _check_choice("--rank-ties", rank_ties, ("pessimistic", "optimistic"))
@@ -121,15 +121,7 @@ def retrieval(
         progress=sys.stderr.isatty(),
     )
     report = load_report(path)
-    header = [
-        "encoder",
-        "direction",
-        *[f"R@{k}" for k in cfg.recall_ks],
-        "median rank",
-        "mean rank",
-        "gallery",
-    ]
-    typer.echo(md_table(header, retrieval_rows(report["encoders"], cfg.recall_ks)))
+    typer.echo(retrieval_table(report["encoders"], cfg.recall_ks))
     typer.echo(f"report: {path.parent / 'report.md'}")
 
 

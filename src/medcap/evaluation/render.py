@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap.evaluation import plots
-from medcap.evaluation.report_tables import fmt, md_table, pct, retrieval_rows, skipped_section
+from medcap.evaluation.report_tables import fmt, md_table, pct, retrieval_table, skipped_section
 
 SOURCE_DIR_KEY = "_source_dir"  # set by load_report, never stored: thumbnails stay findable
 
@@ -42,15 +42,7 @@ def render_retrieval(report: dict[str, Any], out: Path) -> list[str]:
     ds, entries = report["dataset"], report["encoders"]
     ks = report["config"]["retrieval"]["recall_ks"]
     lines = [f"# Retrieval evaluation: {ds['name']} / {ds['split']}", "", _protocol(report), ""]
-    header = [
-        "encoder",
-        "direction",
-        *[f"R@{k}" for k in ks],
-        "median rank",
-        "mean rank",
-        "gallery",
-    ]
-    lines += [md_table(header, retrieval_rows(entries, ks)), ""]
+    lines += [retrieval_table(entries, ks), ""]
     plots.plot_recall_curves(entries, out / "recall_at_k.png", title=f"{ds['name']} {ds['split']}")
     plots.plot_rank_histograms(entries, out / "rank_histogram.png")
     lines += [

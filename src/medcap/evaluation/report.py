@@ -31,7 +31,7 @@ from medcap.atomic import write_text_atomic
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.evaluation import plots, render
 from medcap.evaluation.render import SOURCE_DIR_KEY
-from medcap.evaluation.report_tables import bench_sections, fmt, md_table, retrieval_rows
+from medcap.evaluation.report_tables import bench_sections, fmt, md_table, retrieval_table
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +125,7 @@ def compare_reports(
         lines += [
             "## Retrieval",
             "",
-            md_table(
-                [
-                    "run: encoder",
-                    "direction",
-                    *[f"R@{k}" for k in ks],
-                    "median rank",
-                    "mean rank",
-                    "gallery",
-                ],
-                retrieval_rows(entries, ks),
-            ),
+            retrieval_table(entries, ks, label="run: encoder"),
             "",
         ]
         plots.plot_recall_curves(entries, out / "recall_at_k.png")

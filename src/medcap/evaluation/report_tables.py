@@ -68,6 +68,14 @@ def retrieval_rows(entries: Sequence[dict[str, Any]], ks: Sequence[int]) -> list
     return rows
 
 
+def retrieval_table(
+    entries: Sequence[dict[str, Any]], ks: Sequence[int], *, label: str = "encoder"
+) -> str:
+    """The markdown table of `retrieval_rows`, its first column headed `label`."""
+    header = [label, "direction", *[f"R@{k}" for k in ks], "median rank", "mean rank", "gallery"]
+    return md_table(header, retrieval_rows(entries, ks))
+
+
 def skipped_section(skipped: Sequence[dict[str, Any]]) -> list[str]:
     """A 'Skipped items' section listing the first items and the total."""
     if not skipped:
