@@ -54,6 +54,7 @@ from medcap.index.shards import (
     read_shard_meta,
     remove_shard,
     shard_files,
+    shard_ids,
     shard_name,
     shard_skipped,
     write_shard,
@@ -174,7 +175,7 @@ def _encode_all(
                         "now given (different data, split or order); delete the .partial "
                         "directory and build again"
                     )
-                seen.update(_shard_ids(emb_dir, name))
+                seen.update(shard_ids(emb_dir, name))
                 LOG.debug("resume: shard %s is complete (%d cases)", name, meta["count"])
                 count = int(meta["count"])
             else:
@@ -192,12 +193,6 @@ def _encode_all(
     finally:
         bar.close()
     return names, kept_total, skipped
-
-
-def _shard_ids(emb_dir: Path, name: str) -> list[str]:
-    from medcap.index.shards import read_shard_items
-
-    return [str(x) for x in read_shard_items(emb_dir, name).column("image_id").to_pylist()]
 
 
 def _check_state(work: Path, state: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from medcap.index.manifest import (
     write_manifest,
 )
 from medcap.index.planner import plan_index
-from medcap.index.shards import drop_rows, read_shard_items, shard_files
+from medcap.index.shards import drop_rows, shard_files, shard_ids
 from medcap.index.store import IndexDir, open_index
 from medcap.types import Skipped
 
@@ -125,7 +125,7 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
     counts: list[int] = []
     dropped: list[Skipped] = []
     for name in names:
-        ids = [str(x) for x in read_shard_items(emb_dir, name).column("image_id").to_pylist()]
+        ids = shard_ids(emb_dir, name)
         count = len(ids)
         repeated = set(ids) & seen
         if repeated:

@@ -196,18 +196,31 @@ def to_unit_float32(vectors: NDArray[Any]) -> NDArray[np.float32]:
     return np.ascontiguousarray(out / norms, dtype=np.float32)
 
 
-def read_shard_items(emb_dir: Path, name: str, *, thumbnails: bool = False) -> pa.Table:
-    """One shard's items table (without the thumbnail column unless asked)."""
-    path = items_path(emb_dir, name)
-    columns = SHARD_SCHEMA.names if thumbnails else ITEM_SCHEMA.names
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A parquet file of an index directory; a missing or damaged one names itself."""
+    if not path.exists():
+        raise CorruptArtifactError(
+            f"{path} is missing; rebuild the index with `medcap index build`"
+        )
     try:
         # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.5 s).
         with pq.ParquetFile(path) as file:
             return file.read(columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise CorruptArtifactError(
-            f"{path} is damaged or truncated ({exc}); rebuild the index"
+            f"{path} is damaged or truncated ({str(exc)[:120]}); rebuild the index"
         ) from None
+
+
+def read_shard_items(emb_dir: Path, name: str, *, thumbnails: bool = False) -> pa.Table:
+    """One shard's items table (without the thumbnail column unless asked)."""
+    columns = SHARD_SCHEMA.names if thumbnails else ITEM_SCHEMA.names
+    return read_parquet(items_path(emb_dir, name), columns)
+
+
+def shard_ids(emb_dir: Path, name: str) -> list[str]:
+    """The image_ids of one shard, in row order."""
+    return [str(x) for x in read_shard_items(emb_dir, name).column("image_id").to_pylist()]
 
 
 class ShardVectors:

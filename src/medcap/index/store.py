@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from medcap.config import DEFAULTS
@@ -34,7 +33,7 @@ from medcap.index.manifest import (
     read_manifest,
 )
 from medcap.index.searchers import Searcher, make_searcher
-from medcap.index.shards import ShardVectors
+from medcap.index.shards import ShardVectors, read_parquet
 from medcap.types import Hit, Skipped
 
 LOG = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ class IndexDir:
         if not self.manifest.has_thumbnails:
             return None
         if self._thumbs is None:
-            table = _read_parquet(self.path / THUMBS_NAME)
+            table = read_parquet(self.path / THUMBS_NAME)
             self._thumbs = dict(
                 zip(
                     table.column("image_id").to_pylist(),
@@ -283,21 +282,6 @@ def _check_target(target: str) -> None:
         raise InputError(f"unknown search target {target!r}; valid: {', '.join(TARGETS)}")
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
-    if not path.exists():
-        raise CorruptArtifactError(
-            f"{path} is missing; rebuild the index with `medcap index build`"
-        )
-    try:
-        # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.5 s).
-        with pq.ParquetFile(path) as file:
-            return file.read(columns=columns)
-    except (OSError, pa.ArrowException) as exc:
-        raise CorruptArtifactError(
-            f"{path} is damaged or truncated ({str(exc)[:120]}); rebuild the index"
-        ) from None
-
-
 def _check_files(path: Path, manifest: Manifest) -> None:
     required = [*INDEX_FILES.values(), ITEMS_NAME]
     for name in required:
@@ -355,7 +339,7 @@ def open_index(
     manifest = read_manifest(path)
     check_fingerprint(manifest, expected_fingerprint, str(path))
     _check_files(path, manifest)
-    items = _read_parquet(
+    items = read_parquet(
         path / ITEMS_NAME, columns=["image_id", "caption", "cuis", "split", "image_path", "extra"]
     )
     if items.num_rows != manifest.count:
