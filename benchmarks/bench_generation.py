@@ -42,7 +42,7 @@ SHOWN = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
 def _train_encoder(phantoms: Path, out: Path, epochs: int) -> Path:
     from medcap.config import DEFAULTS
-    from medcap.encoder.train import train_encoder
+    from medcap.train.loop import train_encoder
 
     cfg = replace(
         DEFAULTS.train,
@@ -81,7 +81,7 @@ def run_quality(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from medcap.encoder import load_encoder
     from medcap.evaluation.caption_metrics import evaluate_caption_results, score_captions
     from medcap.index import build_index
-    from medcap.pipeline import BatchRun, caption_split
+    from medcap.runs.caption import BatchRun, caption_split
 
     # Stages whose artifacts are already in --workdir are reused (a rerun only re-captions).
     timings: dict[str, float] = {}

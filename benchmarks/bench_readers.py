@@ -40,8 +40,8 @@ from numpy.typing import NDArray  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from medcap.data import load_image, open_dataset  # noqa: E402
-from medcap.data.phantom_render import render_case  # noqa: E402
-from medcap.data.phantom_spec import sample_case  # noqa: E402
+from medcap.data.phantoms.render import render_case  # noqa: E402
+from medcap.data.phantoms.spec import sample_case  # noqa: E402
 
 MODEL_SIZE = 224
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)

@@ -105,7 +105,7 @@ def run_medcap(args: argparse.Namespace, out: Path) -> float:
     import torch
 
     from medcap.config import DEFAULTS
-    from medcap.encoder.train import train_encoder
+    from medcap.train.loop import train_encoder
 
     cfg = dataclasses.replace(
         DEFAULTS.train, epochs=1, batch_size=args.batch_size, warmup_steps=10, lr=5e-4,

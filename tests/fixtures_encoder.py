@@ -41,7 +41,7 @@ def tiny_encoder() -> Any:
 @pytest.fixture(scope="session")
 def trained_checkpoint(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.pt of medcap-tiny trained briefly on `phantom_dir` (load with load_encoder)."""
-    from medcap.encoder.train import train_encoder
+    from medcap.train.loop import train_encoder
 
     out = tmp_path_factory.mktemp("trained_encoder") / "run"
     result = train_encoder(phantom_dir, out, model="medcap-tiny", cfg=trained_config())

@@ -168,7 +168,7 @@ def test_opening_a_missing_index_is_a_missing_problem(tmp_path: Path) -> None:
 
 def test_consensus_caption_keeps_its_evidence(app_index: AppIndex) -> None:
     from medcap.config import DEFAULTS
-    from medcap.pipeline import build_backend
+    from medcap.generation.captioning import build_backend
 
     cases = app_index.cases
     image_id = cases.ids[6]

@@ -13,9 +13,9 @@ from PIL import Image
 
 from medcap.data import build_phantoms, iter_phantom_records, load_image, open_dataset
 from medcap.data.dataset import Dataset
-from medcap.data.phantom_render import render_case
-from medcap.data.phantom_spec import MODALITIES, MODALITY_CUI, PhantomCase
 from medcap.data.phantoms import split_counts
+from medcap.data.phantoms.render import render_case
+from medcap.data.phantoms.spec import MODALITIES, MODALITY_CUI, PhantomCase
 from tests.fixtures_data import PHANTOM_N, PHANTOM_SIZE
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from medcap.config import DEFAULTS, DemoConfig
-from medcap.demo import MARKER, run_demo
 from medcap.errors import InputError
+from medcap.runs.demo import MARKER, run_demo
 
 SMALL = DemoConfig(n=160, seed=3, image_size=64, epochs=1, example_searches=2)
 # METEOR starts a JVM; the caption-metric tests cover it, so the demo test skips it.

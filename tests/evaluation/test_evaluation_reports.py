@@ -152,7 +152,7 @@ def test_load_report_errors_are_clear(tmp_path: Path) -> None:
 def test_eval_retrieval_sampled_protocol_with_same_caption_relevance(
     phantom_dir: Path, trained_encoder: Any, tmp_path: Path
 ) -> None:
-    from medcap.retrieval.eval_runs import run_retrieval_evaluation
+    from medcap.runs.evaluate import run_retrieval_evaluation
 
     cfg = replace_set(
         DEFAULTS.retrieval, sample_pairs=12, sample_seed=1, same_caption_relevant=True

@@ -13,8 +13,8 @@ import pytest
 from medcap.config import DEFAULTS
 from medcap.generation.backends import get_backend
 from medcap.generation.collate import IGNORE_INDEX, TrainExample, encode_example
-from medcap.generation.lora_train import evaluate_loss, latest_checkpoint, train_lora
 from medcap.generation.prompt import build_prompt
+from medcap.train.lora import evaluate_loss, latest_checkpoint, train_lora
 from tests.generation.gen_helpers import make_captions, make_hits, make_image
 
 KINDS = ["blip2-lora", "qwen2-vl"]
@@ -185,7 +185,7 @@ def test_resume_continues_exactly(request: pytest.FixtureRequest, tmp_path: Path
 def test_adapter_sidecar_fills_unset_caption_settings(tmp_path: Path) -> None:
     from medcap.errors import CorruptArtifactError
     from medcap.generation.adapter import AdapterInfo, write_adapter_info
-    from medcap.pipeline import resolve_settings
+    from medcap.generation.captioning import resolve_settings
 
     write_adapter_info(AdapterInfo("qwen2-vl", "/models/q", "concise", 7), tmp_path)
     cfg = resolve_settings(DEFAULTS.generation, tmp_path, backend=None, k=None, template=None)

@@ -14,13 +14,12 @@ import pytest
 from medcap.config import DEFAULTS
 from medcap.data.images import load_image
 from medcap.generation.backends import get_backend
-from medcap.pipeline import (
-    BatchRun,
+from medcap.generation.captioning import (
     build_training_examples,
     caption_images,
     caption_images_with_neighbours,
-    caption_split,
 )
+from medcap.runs.caption import BatchRun, caption_split
 
 CFG = replace(DEFAULTS.generation, k=4, batch_size=8, checkpoint_every=6, device="cpu")
 
@@ -103,7 +102,7 @@ def test_batch_run_over_the_test_split(
 def test_training_examples_exclude_the_case_itself(
     phantom_dataset: Any, phantom_retriever: Any, tiny_blip2: Any, tmp_path: Path
 ) -> None:
-    from medcap.generation.lora_train import train_lora
+    from medcap.train.lora import train_lora
 
     records = _train_cases(phantom_dataset, 8)
     cfg = replace(CFG, template="smallcap", lora_max_steps=2, lora_batch_size=4, lora_r=4)
@@ -119,7 +118,7 @@ def test_training_examples_exclude_the_case_itself(
 
 def test_training_needs_a_generator_backend() -> None:
     from medcap.errors import InputError
-    from medcap.pipeline import train_generator
+    from medcap.train.generator import train_generator
 
     with pytest.raises(InputError, match="cannot fine-tune backend 'consensus'"):
         train_generator("unused", "unused", "unused", replace(CFG, backend="consensus"))

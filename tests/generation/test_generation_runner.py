@@ -11,7 +11,7 @@ import pytest
 
 from medcap.config import DEFAULTS
 from medcap.errors import InputError
-from medcap.generation.runner import COLUMNS, caption_dataset, read_done_ids
+from medcap.runs.caption import COLUMNS, caption_dataset, read_done_ids
 from medcap.types import Caption, ImageRef, Record, Skipped
 
 CFG = replace(DEFAULTS.generation, batch_size=4, checkpoint_every=5)

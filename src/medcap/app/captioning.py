@@ -37,7 +37,7 @@ def caption_query(
     thumbnail_px: int | None = None,
 ) -> CaptionResult:
     """Caption one image; an indexed `image_id` is excluded from its own neighbours."""
-    from medcap.pipeline import caption_images_with_neighbours
+    from medcap.generation.captioning import caption_images_with_neighbours
 
     [(caption, prompt)] = caption_images_with_neighbours(
         app.retriever, backend, [image], [image_id], cfg

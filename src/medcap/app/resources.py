@@ -42,7 +42,7 @@ def load_backend(
     name: str, model_id: str | None = None, adapter: str | None = None
 ) -> CaptionBackend:
     """Build caption backend `name` (with a model id/path and LoRA adapter) once per server."""
-    from medcap.pipeline import build_backend
+    from medcap.generation.captioning import build_backend
 
     cfg = dataclasses.replace(DEFAULTS.generation, backend=name)
     return build_backend(cfg, model_id=model_id or None, adapter=adapter or None)

@@ -70,7 +70,8 @@ def command(
     ] = False,
 ) -> None:
     """Caption images from their nearest neighbours' captions (consensus, Qwen2-VL or BLIP-2)."""
-    from medcap import pipeline
+    from medcap.generation import captioning
+    from medcap.runs import caption as caption_run
 
     cfg = replace_set(
         G,
@@ -85,7 +86,7 @@ def command(
         max_new_tokens=max_new_tokens,
         checkpoint_every=checkpoint_every,
     )
-    cfg = pipeline.resolve_settings(cfg, adapter, backend=backend, k=k, template=template)
+    cfg = captioning.resolve_settings(cfg, adapter, backend=backend, k=k, template=template)
     if images and data:
         raise InputError("give image files or --data for batch mode, not both")
     if not images and not data:
@@ -93,8 +94,8 @@ def command(
     if data:
         if out is None:
             raise InputError("batch mode needs --out results.csv")
-        run = pipeline.BatchRun(data=data, split=cfg.split, index_dir=str(index), out=str(out))
-        summary = pipeline.caption_split(
+        run = caption_run.BatchRun(data=data, split=cfg.split, index_dir=str(index), out=str(out))
+        summary = caption_run.caption_split(
             run, cfg, model_id=model, adapter=adapter, limit=limit, overwrite=overwrite
         )
         typer.echo(
@@ -110,9 +111,9 @@ def command(
 def _caption_files(
     paths: list[Path], index: Path, cfg: Any, model: str | None, adapter: Path | None, as_json: bool
 ) -> None:
-    from medcap import pipeline
     from medcap.data.images import load_image
     from medcap.errors import ImageDecodeError
+    from medcap.generation import captioning
     from medcap.retrieval.retriever import open_retriever
 
     loaded, names = [], []
@@ -125,8 +126,8 @@ def _caption_files(
     if not loaded:
         raise InputError("none of the given images could be read")
     retriever = open_retriever(index, device=cfg.device)
-    backend = pipeline.build_backend(cfg, model_id=model, adapter=adapter)
-    results = pipeline.caption_images_with_neighbours(
+    backend = captioning.build_backend(cfg, model_id=model, adapter=adapter)
+    results = captioning.caption_images_with_neighbours(
         retriever, backend, loaded, [None] * len(loaded), cfg
     )
     records: list[dict[str, Any]] = [

@@ -26,7 +26,7 @@ def command(
     ] = None,
 ) -> None:
     """Generate phantoms, train a tiny CLIP, index, search, evaluate, caption, report."""
-    from medcap.demo import run_demo
+    from medcap.runs.demo import run_demo
 
     cfg = replace_set(_DEMO, n=n, seed=seed, epochs=epochs)
     result = run_demo(out, cfg, say=typer.echo, progress=sys.stderr.isatty())

@@ -97,7 +97,7 @@ def retrieval(
     """Image->text and text->image Recall@K, median and mean rank of one or more encoders."""
     from medcap.evaluation.report import load_report
     from medcap.evaluation.report_tables import retrieval_table
-    from medcap.retrieval.eval_runs import run_retrieval_evaluation
+    from medcap.runs.evaluate import run_retrieval_evaluation
 
     _check_choice("--rank-ties", rank_ties, ("pessimistic", "optimistic"))
     cfg = replace_set(
@@ -236,7 +236,7 @@ def concepts(
 ) -> None:
     """Concept (CUI) detection by neighbour voting; sample-averaged F1 as ImageCLEFmedical."""
     from medcap.evaluation.report import load_report
-    from medcap.retrieval.eval_runs import run_concept_evaluation
+    from medcap.runs.evaluate import run_concept_evaluation
 
     _check_choice("--mode", mode, ("images", "captions"))
     cfg = replace_set(_EVAL, concept_k=k, concept_threshold=threshold, concept_mode=mode)

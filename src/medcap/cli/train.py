@@ -116,9 +116,9 @@ def train(
     if ctx.invoked_subcommand is not None:
         return
     from medcap.config import replace_set
-    from medcap.encoder.train import train_encoder
-    from medcap.encoder.train_setup import resume_config
     from medcap.errors import InputError
+    from medcap.train.loop import train_encoder
+    from medcap.train.setup import resume_config
 
     if out is None:
         raise InputError("missing --out: the directory for checkpoints and logs")

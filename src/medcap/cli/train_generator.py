@@ -61,7 +61,8 @@ def generator(
     ] = False,
 ) -> None:
     """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
-    from medcap import pipeline
+    from medcap.generation.captioning import resolve_settings
+    from medcap.train.generator import train_generator
 
     cfg = replace_set(
         G,
@@ -83,10 +84,8 @@ def generator(
             cfg = dataclasses.replace(cfg, blip2_lora_targets=names)
         else:
             cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
-    cfg = pipeline.resolve_settings(cfg, None, template=template)
-    result = pipeline.train_generator(
-        data, str(index), out, cfg, model_id=model, resume=resume, limit=limit
-    )
+    cfg = resolve_settings(cfg, None, template=template)
+    result = train_generator(data, str(index), out, cfg, model_id=model, resume=resume, limit=limit)
     first = f"{result.losses[0]:.4f}" if result.losses else "-"
     last = f"{result.losses[-1]:.4f}" if result.losses else "-"
     typer.echo(

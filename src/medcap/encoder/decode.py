@@ -97,6 +97,14 @@ def decode_batches(
         yield DecodedBatch([i for i, _ in good], pixels, failures)
 
 
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (B, 3, H, W) or float in [0, 1] -> float normalised with mean/std per channel."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
 def skipped_entry(record: Record, reason: str) -> Skipped:
     """A Skipped row for a record whose image failed to decode."""
     return Skipped(record.image.describe(), None, record.image_id, reason)

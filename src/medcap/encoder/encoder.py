@@ -153,7 +153,7 @@ class Encoder:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from medcap.encoder.augment import normalize
+        from medcap.encoder.decode import normalize
         from medcap.encoder.gpu_decode import decode_resize_gpu
 
         size = batch_size or self.cfg.batch_size

@@ -59,7 +59,7 @@ def _random_captions(
     train: Sequence[Record], test: Sequence[Record], out: Path, seed: int, split: str
 ) -> None:
     """The floor to beat: each test case gets a caption drawn at random from the train split."""
-    from medcap.generation.runner import caption_dataset
+    from medcap.runs.caption import caption_dataset
 
     rng = random.Random(seed)
 
@@ -107,14 +107,14 @@ def run_demo(
     from medcap.data.readers import open_dataset
     from medcap.encoder import load_encoder
     from medcap.encoder.image_tower import save_image_tower
-    from medcap.encoder.train import train_encoder
     from medcap.evaluation.caption_metrics import evaluate_caption_results
     from medcap.evaluation.report import compare_reports, write_report
     from medcap.index import build_index
-    from medcap.pipeline import BatchRun, caption_split
-    from medcap.retrieval.eval_runs import run_retrieval_evaluation
     from medcap.retrieval.retriever import open_retriever
     from medcap.retrieval.thumbnails import thumbnailer
+    from medcap.runs.caption import BatchRun, caption_split
+    from medcap.runs.evaluate import run_retrieval_evaluation
+    from medcap.train.loop import train_encoder
 
     out = Path(out_dir)
     _prepare_out(out)

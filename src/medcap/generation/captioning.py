@@ -1,35 +1,33 @@
-"""Glue for captioning: query images -> neighbours from a retriever -> prompts -> a backend.
+"""Captioning from neighbours: query images -> neighbours from a retriever -> prompts -> a backend.
 
-Used by `medcap caption`, `medcap demo`, the app and the generator training command. The
-query's own image_id is excluded from its neighbours, so an indexed image never sees its
-own caption.
+The library half of captioning (the batch run that writes a results CSV is
+`medcap.runs.caption`; LoRA training runs are `medcap.train`). The query's own image_id is
+excluded from its neighbours, so an indexed image never sees its own caption.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from itertools import islice
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, GenerationConfig, SearchMode
 from medcap.errors import ImageDecodeError, InputError
 from medcap.generation.adapter import read_adapter_info
 from medcap.generation.backends.base import CaptionBackend, get_backend
-from medcap.generation.collate import GeneratorKind, TrainExample
-from medcap.generation.lora_train import LoraResult, train_lora
+from medcap.generation.collate import TrainExample
 from medcap.generation.prompt import Prompt, build_prompt
-from medcap.generation.runner import CaptionFn, RunSummary, caption_dataset
 from medcap.types import Caption, Hit, Record, Skipped
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
+
+CaptionFn = Callable[[Sequence[Record]], Sequence[Caption | Skipped]]  # records -> one result each
 
 
 class NeighbourSearch(Protocol):
@@ -179,78 +177,6 @@ def make_caption_fn(
     return caption_records
 
 
-@dataclass(frozen=True)
-class BatchRun:
-    """Where a split captioning run read from and wrote to."""
-
-    data: str
-    split: str
-    index_dir: str
-    out: str
-
-
-def caption_split(
-    run: BatchRun,
-    cfg: GenerationConfig = DEFAULTS.generation,
-    *,
-    model_id: str | None = None,
-    adapter: str | Path | None = None,
-    limit: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    retriever: NeighbourSearch | None = None,
-    backend: CaptionBackend | None = None,
-) -> RunSummary:
-    """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`."""
-    from medcap.data.readers import open_dataset
-
-    dataset = open_dataset(run.data)
-    if run.split not in dataset.splits():
-        raise InputError(
-            f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"
-        )
-    if retriever is None:
-        from medcap.retrieval.retriever import open_retriever
-
-        searcher: NeighbourSearch = open_retriever(run.index_dir, device=cfg.device)
-    else:
-        searcher = retriever
-    backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
-    summary = caption_dataset(
-        dataset.records(run.split),
-        make_caption_fn(searcher, backend, cfg),
-        run.out,
-        split=run.split,
-        cfg=cfg,
-        limit=limit,
-        total=dataset.count(run.split),
-        overwrite=overwrite,
-        progress=progress,
-    )
-    summary.skipped.extend(dataset.skipped)
-    _write_run_info(run, cfg, backend, summary)
-    return summary
-
-
-def _write_run_info(
-    run: BatchRun, cfg: GenerationConfig, backend: CaptionBackend, summary: RunSummary
-) -> Path:
-    path = Path(run.out).with_suffix(".run.json")
-    info = {
-        "run": asdict(run),
-        "backend": backend.name,
-        "model": backend.model,
-        "generation": asdict(cfg),
-        "written": summary.written,
-        "resumed": summary.resumed,
-        "elapsed_s": round(summary.elapsed_s, 3),
-        "images_per_s": round(summary.images_per_s, 3),
-        "skipped": [asdict(s) for s in summary.skipped],
-    }
-    write_json_atomic(path, info)
-    return path
-
-
 class RecordSearch(Protocol):
     """The part of the Retriever that training-prompt building uses."""
 
@@ -280,75 +206,3 @@ def build_training_examples(
             )
         )
     return examples
-
-
-def load_generator(
-    kind: str, cfg: GenerationConfig, model_id: str | None = None
-) -> tuple[Any, Any, str]:
-    """(model, processor, model id) of the base model a generator backend fine-tunes."""
-    from medcap.devices import resolve_device
-    from medcap.generation.backends import hf
-
-    hf.require_transformers()
-    device = resolve_device(cfg.device)
-    dtype = hf.resolve_dtype(cfg.dtype, device)
-    if kind == "qwen2-vl":
-        from medcap.generation.backends.qwen2vl import load_qwen2vl
-
-        model_id = model_id or cfg.qwen2vl_model
-        model, processor = load_qwen2vl(model_id, cfg, device, dtype)
-    elif kind == "blip2-lora":
-        from medcap.generation.backends.blip2_lora import load_blip2
-
-        model_id = model_id or cfg.blip2_model
-        model, processor = load_blip2(model_id, cfg, device, dtype)
-    else:
-        raise InputError(f"cannot fine-tune backend {kind!r}; use --backend blip2-lora or qwen2-vl")
-    return model, processor, model_id
-
-
-def train_generator(
-    data: str,
-    index_dir: str,
-    out_dir: str | Path,
-    cfg: GenerationConfig = DEFAULTS.generation,
-    *,
-    model_id: str | None = None,
-    resume: bool = False,
-    limit: int | None = None,
-    progress: bool = True,
-    retriever: RecordSearch | None = None,
-) -> LoraResult:
-    """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`."""
-    from medcap.data.readers import open_dataset
-
-    if cfg.backend not in ("qwen2-vl", "blip2-lora"):
-        raise InputError(
-            f"cannot fine-tune backend {cfg.backend!r}; use --backend blip2-lora or qwen2-vl"
-        )
-    dataset = open_dataset(data)
-    if cfg.train_split not in dataset.splits():
-        raise InputError(
-            f"{data} has no split {cfg.train_split!r}; it has {', '.join(dataset.splits())}"
-        )
-    records = list(islice(dataset.records(cfg.train_split), limit))
-    if retriever is None:
-        from medcap.retrieval.retriever import open_retriever
-
-        searcher: RecordSearch = open_retriever(index_dir, device=cfg.device)
-    else:
-        searcher = retriever
-    examples = build_training_examples(records, searcher, cfg)
-    model, processor, model_id = load_generator(cfg.backend, cfg, model_id)
-    kind: GeneratorKind = "qwen2-vl" if cfg.backend == "qwen2-vl" else "blip2-lora"
-    return train_lora(
-        model,
-        processor,
-        examples,
-        out_dir,
-        kind=kind,
-        cfg=cfg,
-        base_model=model_id,
-        resume=resume,
-        progress=progress,
-    )

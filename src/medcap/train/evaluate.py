@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from medcap.encoder.augment import normalize
+from medcap.encoder.decode import normalize
 from medcap.encoder.encoder import autocast
-from medcap.encoder.train_data import CaseTensors
+from medcap.train.data import CaseTensors
 
 RECALL_KS = (1, 5, 10)
 

@@ -16,14 +16,14 @@ import torch.distributed as dist
 from medcap.config import DEFAULTS, TrainConfig
 from medcap.devices import resolve_device
 from medcap.encoder.checkpoint import fingerprint_state, write_checkpoint
-from medcap.encoder.contrastive import world
 from medcap.encoder.decode import uint8_transform
 from medcap.encoder.encoder import autocast_dtype
 from medcap.encoder.factory import BuiltModel, build_model
 from medcap.encoder.spec import parse_spec
-from medcap.encoder.train_data import CaseTensors, build_case_tensors
-from medcap.encoder.train_state import Position, make_optimizer, pack_train_state
 from medcap.errors import InputError
+from medcap.train.contrastive import world
+from medcap.train.data import CaseTensors, build_case_tensors
+from medcap.train.state import Position, make_optimizer, pack_train_state
 
 CONFIG_FILE = "config.json"
 

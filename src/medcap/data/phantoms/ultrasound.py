@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcap.data.phantom_canvas import (
+from medcap.data.phantoms.canvas import (
     AIR,
     BONE,
     CALC,

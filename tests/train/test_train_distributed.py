@@ -27,8 +27,8 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _step(world_size: int, rank: int, accum: int) -> dict[str, torch.Tensor]:
     """One optimizer step of this process's share of the fixed global batch."""
-    from medcap.encoder.train_setup import build_run
-    from medcap.encoder.train_step import train_step
+    from medcap.train.setup import build_run
+    from medcap.train.step import train_step
 
     cfg = dataclasses.replace(
         DEFAULTS.train, batch_size=BATCH // world_size // accum, grad_accum_steps=accum,

@@ -10,7 +10,6 @@ and augmented on the training device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,14 +32,6 @@ class AugmentParams:
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> AugmentParams:
         return cls(cfg.aug_min_scale, cfg.aug_max_rotate_deg, cfg.aug_brightness, cfg.aug_contrast)
-
-
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (B, 3, H, W) or float in [0, 1] -> float normalised with mean/std per channel."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - m) / s
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from medcap.encoder.augment import AugmentParams, augment_batch, normalize
+from medcap.encoder.decode import normalize
+from medcap.train.augment import AugmentParams, augment_batch
 
 
 def _left_bright(n: int = 64) -> torch.Tensor:

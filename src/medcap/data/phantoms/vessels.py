@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from medcap.data.phantom_anatomy import site
-from medcap.data.phantom_canvas import BLOOD, SOFT, Canvas, Point, bezier, ellipse_points
-from medcap.data.phantom_spec import FIELD_OF_VIEW_CM, PhantomCase
+from medcap.data.phantoms.anatomy import site
+from medcap.data.phantoms.canvas import BLOOD, SOFT, Canvas, Point, bezier, ellipse_points
+from medcap.data.phantoms.spec import FIELD_OF_VIEW_CM, PhantomCase
 
 _TARGET_VESSEL_WIDTH = 0.032  # branches that reach the four finding sites
 _TRUNKS: dict[str, list[list[Point]]] = {

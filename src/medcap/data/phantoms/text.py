@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medcap.data.phantom_spec import PhantomCase
+from medcap.data.phantoms.spec import PhantomCase
 
 _LEVEL_WORDS: dict[str, tuple[str, str]] = {  # (upper, lower) for lesion locations
     "chest": ("upper lobe", "lower lobe"),

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcap.config import DEFAULTS, DataConfig
-from medcap.data.phantom_render import render_case
-from medcap.data.phantom_spec import CUI_NAMES, PhantomCase, sample_case
-from medcap.data.phantom_text import write_caption
+from medcap.data.phantoms.render import render_case
+from medcap.data.phantoms.spec import CUI_NAMES, PhantomCase, sample_case
+from medcap.data.phantoms.text import write_caption
 from medcap.errors import InputError
 from medcap.types import SPLITS, ImageRef, Record
 

@@ -14,8 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from medcap.data.phantom_anatomy import bone_site, draw_anatomy, site
-from medcap.data.phantom_canvas import (
+from medcap.data.phantoms.anatomy import bone_site, draw_anatomy, site
+from medcap.data.phantoms.canvas import (
     AIR,
     BODY,
     BONE,
@@ -39,8 +39,8 @@ from medcap.data.phantom_canvas import (
     blob_points,
     gaussian_blur,
 )
-from medcap.data.phantom_spec import FIELD_OF_VIEW_CM, PhantomCase
-from medcap.data.phantom_vessels import draw_vessels
+from medcap.data.phantoms.spec import FIELD_OF_VIEW_CM, PhantomCase
+from medcap.data.phantoms.vessels import draw_vessels
 
 _SEVERITY_DEPTH = {"small": 0.05, "moderate": 0.08, "large": 0.12}
 

@@ -14,8 +14,8 @@ import torch
 from medcap.config import DEFAULTS
 from medcap.encoder import load_encoder
 from medcap.encoder.checkpoint import fingerprint_state, read_sidecar
-from medcap.encoder.train import train_encoder
 from medcap.errors import InputError
+from medcap.train.loop import train_encoder
 
 
 def _small(**changes: Any) -> Any:
@@ -147,8 +147,8 @@ def test_decoding_each_epoch_matches_the_cache(phantom_dir: Path, tmp_path: Path
 
 
 def test_gradient_accumulation_equals_one_big_batch() -> None:
-    from medcap.encoder.train_setup import build_run
-    from medcap.encoder.train_step import train_step
+    from medcap.train.setup import build_run
+    from medcap.train.step import train_step
 
     generator = torch.Generator().manual_seed(1)
     pixels = torch.randn(32, 3, 64, 64, generator=generator)

@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
-from medcap.encoder.augment import AugmentParams, augment_batch, normalize
-from medcap.encoder.contrastive import clip_loss, gather_parts, scale_grad, with_local
+from medcap.encoder.decode import normalize
 from medcap.encoder.encoder import autocast
-from medcap.encoder.train_data import CaseTensors
-from medcap.encoder.train_setup import Run
+from medcap.train.augment import AugmentParams, augment_batch
+from medcap.train.contrastive import clip_loss, gather_parts, scale_grad, with_local
+from medcap.train.data import CaseTensors
+from medcap.train.setup import Run
 
 MicroBatch = tuple[torch.Tensor, torch.Tensor]  # (normalised pixels, token ids)
 

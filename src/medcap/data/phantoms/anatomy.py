@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from medcap.data.phantom_canvas import (
+from medcap.data.phantoms.canvas import (
     BLOOD,
     BONE,
     FAT,
@@ -31,7 +31,7 @@ from medcap.data.phantom_canvas import (
     Point,
     bezier,
 )
-from medcap.data.phantom_ultrasound import draw_ultrasound
+from medcap.data.phantoms.ultrasound import draw_ultrasound
 
 # Where a finding sits for each (side, level): patient's right -> image left.
 SITE_X = {"right": 0.32, "left": 0.68}

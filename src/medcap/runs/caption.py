@@ -13,14 +13,22 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
+from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
+from medcap.generation.backends.base import CaptionBackend
+from medcap.generation.captioning import (
+    CaptionFn,
+    NeighbourSearch,
+    build_backend,
+    make_caption_fn,
+)
 from medcap.generation.prompt import clean_caption
 from medcap.types import Caption, Record, Skipped
 
@@ -40,10 +48,8 @@ COLUMNS: tuple[str, ...] = (
 )
 LIST_SEPARATOR = ";"  # inside the neighbour_ids and neighbour_scores cells
 
+
 # Maps a batch of records to one Caption (or a Skipped, e.g. an unreadable image) per record.
-CaptionFn = Callable[[Sequence[Record]], Sequence[Caption | Skipped]]
-
-
 @dataclass
 class RunSummary:
     """What a batch captioning run did."""
@@ -227,3 +233,75 @@ def caption_dataset(
         summary.images_per_s,
     )
     return summary
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """Where a split captioning run read from and wrote to."""
+
+    data: str
+    split: str
+    index_dir: str
+    out: str
+
+
+def caption_split(
+    run: BatchRun,
+    cfg: GenerationConfig = DEFAULTS.generation,
+    *,
+    model_id: str | None = None,
+    adapter: str | Path | None = None,
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    retriever: NeighbourSearch | None = None,
+    backend: CaptionBackend | None = None,
+) -> RunSummary:
+    """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`."""
+    from medcap.data.readers import open_dataset
+
+    dataset = open_dataset(run.data)
+    if run.split not in dataset.splits():
+        raise InputError(
+            f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"
+        )
+    if retriever is None:
+        from medcap.retrieval.retriever import open_retriever
+
+        searcher: NeighbourSearch = open_retriever(run.index_dir, device=cfg.device)
+    else:
+        searcher = retriever
+    backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
+    summary = caption_dataset(
+        dataset.records(run.split),
+        make_caption_fn(searcher, backend, cfg),
+        run.out,
+        split=run.split,
+        cfg=cfg,
+        limit=limit,
+        total=dataset.count(run.split),
+        overwrite=overwrite,
+        progress=progress,
+    )
+    summary.skipped.extend(dataset.skipped)
+    _write_run_info(run, cfg, backend, summary)
+    return summary
+
+
+def _write_run_info(
+    run: BatchRun, cfg: GenerationConfig, backend: CaptionBackend, summary: RunSummary
+) -> Path:
+    path = Path(run.out).with_suffix(".run.json")
+    info = {
+        "run": asdict(run),
+        "backend": backend.name,
+        "model": backend.model,
+        "generation": asdict(cfg),
+        "written": summary.written,
+        "resumed": summary.resumed,
+        "elapsed_s": round(summary.elapsed_s, 3),
+        "images_per_s": round(summary.images_per_s, 3),
+        "skipped": [asdict(s) for s in summary.skipped],
+    }
+    write_json_atomic(path, info)
+    return path

@@ -2,7 +2,7 @@
 
 Batches: `TrainConfig.batch_size` is per process and per micro-batch (as in open_clip); one
 optimizer step sees batch_size x grad_accum_steps x world_size pairs, and the loss is the
-symmetric InfoNCE over that whole global batch (medcap.encoder.contrastive). With
+symmetric InfoNCE over that whole global batch (medcap.train.contrastive). With
 grad_accum_steps > 1, the features of all micro-batches are first computed without grad,
 then each micro-batch is recomputed with grad against the cached rest: one extra forward
 pass buys the exact large-batch gradient, where averaging per-micro-batch losses would
@@ -29,11 +29,12 @@ import torch.distributed as dist
 from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, TrainConfig
 from medcap.encoder.checkpoint import load_train_state, read_sidecar
-from medcap.encoder.contrastive import world
-from medcap.encoder.train_data import CaseTensors, epoch_batches
-from medcap.encoder.train_eval import validate
-from medcap.encoder.train_log import CURVE_FILE, METRICS_FILE, MetricsLog, plot_training_curve
-from medcap.encoder.train_setup import (
+from medcap.errors import InputError
+from medcap.train.contrastive import world
+from medcap.train.data import CaseTensors, epoch_batches
+from medcap.train.evaluate import validate
+from medcap.train.log import CURVE_FILE, METRICS_FILE, MetricsLog, plot_training_curve
+from medcap.train.setup import (
     CONFIG_FILE,
     Run,
     build_run,
@@ -42,9 +43,8 @@ from medcap.encoder.train_setup import (
     open_records,
     save_checkpoint,
 )
-from medcap.encoder.train_state import Position, unpack_train_state, warmup_cosine
-from medcap.encoder.train_step import micro_batch_groups, prepare, train_step
-from medcap.errors import InputError
+from medcap.train.state import Position, unpack_train_state, warmup_cosine
+from medcap.train.step import micro_batch_groups, prepare, train_step
 from medcap.types import Skipped
 
 log = logging.getLogger(__name__)
