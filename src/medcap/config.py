@@ -79,6 +79,7 @@ class TrainConfig:
     aug_brightness: float = 0.15  # +- fraction
     aug_contrast: float = 0.15  # +- fraction
     num_threads: int | None = None  # torch CPU threads while training (None: torch's default)
+    tensorboard: bool = True  # mirror metrics.jsonl to TensorBoard event files (medcap[tb])
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,9 @@ class GenerationConfig:
     lora_max_steps: int | None = None  # cap on optimizer steps (None: run all epochs)
     lora_checkpoint_every: int = 100  # optimizer steps between resumable checkpoints
     lora_seed: int = 0
+    lora_eval_split: str = "valid"  # its cases' mean loss is logged after each epoch
+    lora_eval_max_items: int = 100  # validation cases scored (0: no validation loss)
+    lora_tensorboard: bool = True  # mirror metrics.jsonl to TensorBoard event files (medcap[tb])
     train_split: str = "train"  # split whose cases the generator is fine-tuned on
     split: str = "test"  # split captioned by `medcap caption --data`
     train_backend: str = "blip2-lora"  # generator that `medcap train generator` fine-tunes

@@ -32,6 +32,7 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "group"),
     ("index", "index", "group"),
     ("search", "search", "command"),
+    ("rank", "rank", "command"),
     ("caption", "caption", "command"),
     ("browser", "app", "command"),  # not cli/app.py: that name would shadow the root `app`
     ("eval", "eval", "group"),

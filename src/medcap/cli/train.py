@@ -111,6 +111,14 @@ def train(
             "--augment/--no-augment", help="Radiology augmentation (no flips). (default: on)"
         ),
     ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="TensorBoard event files in OUT/tensorboard (needs medcap[tb]). "
+            f"(default: {'on' if _T.tensorboard else 'off'})",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the CLIP encoder (symmetric InfoNCE); torchrun for several GPUs."""
     if ctx.invoked_subcommand is not None:
@@ -131,7 +139,7 @@ def train(
         checkpoint_every_steps=checkpoint_every_steps, max_minutes=max_minutes,
         max_steps=max_steps, eval_max_items=eval_max_items, num_workers=num_workers, seed=seed,
         num_threads=num_threads,
-        device=device, augment=augment,
+        device=device, augment=augment, tensorboard=tensorboard,
     )  # fmt: skip
     if resume and (out / "config.json").is_file():
         spec, source, cfg = resume_config(out, model=model, data=data, **options)

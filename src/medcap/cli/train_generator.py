@@ -59,6 +59,14 @@ def generator(
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
     ] = False,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="TensorBoard event files in OUT/tensorboard (needs medcap[tb]). "
+            f"(default: {'on' if G.lora_tensorboard else 'off'})",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
     from medcap.generation.captioning import resolve_settings
@@ -77,6 +85,7 @@ def generator(
         device=device,
         dtype=dtype,
         lora_r=lora_r,
+        lora_tensorboard=tensorboard,
     )
     if lora_targets:
         names = tuple(t.strip() for t in lora_targets.split(",") if t.strip())

@@ -102,6 +102,13 @@ class Encoder:
                 return cached
         return fingerprint_state(self.architecture, self.model.state_dict())
 
+    @property
+    def logit_scale(self) -> float | None:
+        """exp(logit_scale) of the CLIP model: how contrastive training sharpened cosine
+        similarities before the softmax (100 at most for CLIP); None if the model has none."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().exp()) if isinstance(scale, torch.Tensor) else None
+
     def _forward(self, fn: Any, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(self.device, self.autocast_dtype):
             features = fn(batch.to(self.device, non_blocking=True))

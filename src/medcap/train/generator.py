@@ -6,6 +6,7 @@ the prompt, its caption as the target) and runs `medcap.train.lora.train_lora`.
 
 from __future__ import annotations
 
+import logging
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from medcap.errors import InputError
 from medcap.generation.captioning import RecordSearch, build_training_examples
 from medcap.generation.collate import GeneratorKind
 from medcap.train.lora import LoraResult, train_lora
+
+log = logging.getLogger(__name__)
 
 
 def load_generator(
@@ -54,7 +57,11 @@ def train_generator(
     progress: bool = True,
     retriever: RecordSearch | None = None,
 ) -> LoraResult:
-    """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`."""
+    """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`.
+
+    The validation loss is measured on up to `cfg.lora_eval_max_items` cases of
+    `cfg.lora_eval_split` when `data` has that split.
+    """
     from medcap.data.readers import open_dataset
 
     if cfg.backend not in ("qwen2-vl", "blip2-lora"):
@@ -74,6 +81,12 @@ def train_generator(
     else:
         searcher = retriever
     examples = build_training_examples(records, searcher, cfg)
+    eval_examples = []
+    if cfg.lora_eval_max_items > 0 and cfg.lora_eval_split in dataset.splits():
+        held_out = islice(dataset.records(cfg.lora_eval_split), cfg.lora_eval_max_items)
+        eval_examples = build_training_examples(list(held_out), searcher, cfg)
+    elif cfg.lora_eval_max_items > 0:
+        log.info("no validation loss: %s has no split %r", data, cfg.lora_eval_split)
     model, processor, model_id = load_generator(cfg.backend, cfg, model_id)
     kind: GeneratorKind = "qwen2-vl" if cfg.backend == "qwen2-vl" else "blip2-lora"
     return train_lora(
@@ -86,4 +99,5 @@ def train_generator(
         base_model=model_id,
         resume=resume,
         progress=progress,
+        eval_examples=eval_examples,
     )

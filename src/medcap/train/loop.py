@@ -8,9 +8,10 @@ then each micro-batch is recomputed with grad against the cached rest: one extra
 pass buys the exact large-batch gradient, where averaging per-micro-batch losses would
 shrink the pool of negatives to one micro-batch.
 
-Outputs in `out_dir`: config.json (resolved config), metrics.jsonl, training_curve.png,
-last.pt/.json (resumable: every `checkpoint_every_steps` and at each epoch end) and
-best.pt/.json (best validation mean recall). `load_encoder(out_dir)` loads best.pt.
+Outputs in `out_dir`: config.json (resolved config), metrics.jsonl and its TensorBoard mirror
+tensorboard/ (medcap.train.log), training_curve.png, last.pt/.json (resumable: every
+`checkpoint_every_steps` and at each epoch end) and best.pt/.json (best validation mean
+recall). `load_encoder(out_dir)` loads best.pt.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from medcap.errors import InputError
 from medcap.train.contrastive import world
 from medcap.train.data import CaseTensors, epoch_batches
 from medcap.train.evaluate import validate
-from medcap.train.log import CURVE_FILE, METRICS_FILE, MetricsLog, plot_training_curve
+from medcap.train.log import CURVE_FILE, MetricsLog, plot_training_curve
 from medcap.train.setup import (
     CONFIG_FILE,
     Run,
@@ -105,7 +106,10 @@ def train_encoder(
         torch.manual_seed(cfg.seed)
         run = build_run(model, cfg, rank, world_size, device)
         loop = _Loop(run, out, data, progress, on_step)
-        return loop.fit(resume and (out / LAST).exists())
+        try:
+            return loop.fit(resume and (out / LAST).exists())
+        finally:
+            loop.metrics.close()  # a crashed run keeps the events it logged
     finally:
         torch.set_num_threads(threads)
         if created:
@@ -118,7 +122,7 @@ class _Loop:
     def __init__(self, run: Run, out: Path, data: Any, progress: bool, on_step: StepHook | None):
         self.run, self.out, self.data = run, out, data
         self.progress, self.on_step = progress, on_step
-        self.metrics = MetricsLog(out / METRICS_FILE)
+        self.metrics = MetricsLog(out, tensorboard=run.cfg.tensorboard)
         self.pos = Position()
         self.last_metrics: dict[str, float] = {}
         self.best_metrics: dict[str, float] = {}
@@ -178,7 +182,7 @@ class _Loop:
             self.saved_step = self.pos.step
             log.info("resuming %s at step %d (epoch %d)", self.out, self.pos.step, self.pos.epoch)
             if run.rank == 0:
-                self.metrics.truncate_after(self.pos.step)
+                self.metrics.start(resume_step=self.pos.step)
                 self.best_metrics = (
                     dict(read_sidecar(self.out / BEST).get("metrics") or {})
                     if (self.out / BEST).exists()
@@ -186,7 +190,7 @@ class _Loop:
                 )
         elif run.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.metrics.path.unlink(missing_ok=True)
+            self.metrics.start()
         if run.rank == 0:
             self._write_config()
 
@@ -289,6 +293,7 @@ class _Loop:
             self.run, self.out / LAST, self.pos, metrics or self.last_metrics, resumable=True
         )
         self.saved_step = self.pos.step
+        self.metrics.flush()  # TensorBoard holds what last.pt has seen, as metrics.jsonl does
         plot_training_curve(self.metrics.read(), self.out / CURVE_FILE)
 
     def _end_of_epoch(self) -> None:

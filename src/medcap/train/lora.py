@@ -3,12 +3,13 @@
 Only the adapter is trained and saved (`adapter_model.safetensors` + `adapter_config.json`,
 whose `target_modules` come from the config, plus `medcap_adapter.json` with the base model,
 template and k). Resumable checkpoints hold the adapter, the optimizer and the RNG state, so
-a resumed run continues exactly where it stopped. Writes `metrics.jsonl` and `loss.png`.
+a resumed run continues exactly where it stopped. Writes `metrics.jsonl` (training loss, lr and
+samples/s per step; validation loss after each epoch) with its TensorBoard mirror `tensorboard/`
+(medcap.train.log), and `loss.png`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -23,6 +24,7 @@ from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.generation.adapter import AdapterInfo, write_adapter_info
 from medcap.generation.collate import GeneratorKind, TrainExample, collate, encode_example
+from medcap.train.log import MetricsLog
 
 if TYPE_CHECKING:
     import torch
@@ -203,18 +205,6 @@ def _load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[
     return int(state["step"]), list(state["losses"])
 
 
-def _rewrite_metrics(path: Path, upto_step: int) -> None:
-    """Drop metric lines past the resumed checkpoint, so steps are not logged twice."""
-    if not path.exists():
-        return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line)["step"] <= upto_step
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
-
-
 def plot_losses(losses: Sequence[float], path: Path) -> Path:
     """Write the training-loss curve as a PNG."""
     from matplotlib.figure import Figure
@@ -242,10 +232,12 @@ def train_lora(
     base_model: str = "",
     resume: bool = False,
     progress: bool = False,
+    eval_examples: Sequence[TrainExample] = (),
 ) -> LoraResult:
     """Fine-tune LoRA adapters of a built model on `examples`; save only the adapter to `out_dir`.
 
     Runs `cfg.lora_epochs` epochs of `cfg.lora_batch_size`, capped at `cfg.lora_max_steps`.
+    The mean loss on `eval_examples` (when given) is logged after each epoch and the last step.
 
     Example:
         >>> model, processor = build_tiny_blip2(captions)
@@ -267,16 +259,15 @@ def train_lora(
     total = per_epoch * cfg.lora_epochs
     if cfg.lora_max_steps is not None:
         total = min(total, cfg.lora_max_steps)
-    metrics = out / "metrics.jsonl"
+    metrics = MetricsLog(out, tensorboard=cfg.lora_tensorboard)
     step, losses = 0, list[float]()
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         step, losses = _load_checkpoint(peft_model, optimizer, checkpoint)
-        _rewrite_metrics(metrics, step)
         log.info("resuming generator training from %s (step %d of %d)", checkpoint, step, total)
     elif not resume:
-        metrics.unlink(missing_ok=True)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    metrics.start(resume_step=step if resume else None)
     result = LoraResult(
         out_dir=out,
         steps=step,
@@ -286,7 +277,7 @@ def train_lora(
     )
     batches = _Batches(kind, model, processor, cfg)
     peft_model.train()
-    start = time.perf_counter()
+    start = last = time.perf_counter()
     bar = tqdm(
         total=total,
         initial=step,
@@ -294,7 +285,7 @@ def train_lora(
         desc=f"train {kind}",
         disable=None if progress else True,
     )
-    with metrics.open("a") as log_file:
+    try:
         while step < total:
             indices = _step_order(len(examples), cfg.lora_batch_size, step, cfg.lora_seed)
             loss = _forward_loss(
@@ -306,20 +297,28 @@ def train_lora(
             optimizer.step()
             step += 1
             losses.append(loss.item())
-            row = {
-                "step": step,
-                "epoch": (step - 1) // per_epoch,
-                "loss": round(losses[-1], 6),
-                "lr": cfg.lora_lr,
-                "elapsed_s": round(time.perf_counter() - start, 3),
-            }
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
+            now = time.perf_counter()
+            metrics.append(
+                "train",
+                step=step,
+                epoch=(step - 1) // per_epoch,
+                loss=round(losses[-1], 6),
+                lr=optimizer.param_groups[0]["lr"],
+                samples_per_s=round(len(indices) / max(now - last, 1e-9), 3),
+                elapsed_s=round(now - start, 3),
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            if eval_examples and (step % per_epoch == 0 or step == total):
+                valid_loss = evaluate_loss(peft_model, processor, eval_examples, kind=kind, cfg=cfg)
+                metrics.append("eval", step=step, epoch=(step - 1) // per_epoch, loss=valid_loss)
             if step % cfg.lora_checkpoint_every == 0 or step == total:
                 _save_checkpoint(peft_model, optimizer, step, losses, out)
-    bar.close()
+                metrics.flush()
+            last = time.perf_counter()  # validation and checkpoints are not training throughput
+    finally:
+        bar.close()
+        metrics.close()
     peft_model.eval()
     _save_adapter(peft_model, out)
     write_adapter_info(
