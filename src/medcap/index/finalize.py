@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medcap.checksums import file_checksum
 from medcap.errors import InputError
 from medcap.index import faiss_ops
 from medcap.index.manifest import (
@@ -111,13 +112,17 @@ def write_skipped(work: Path, skipped: Sequence[Skipped]) -> None:
             f.write(json.dumps(asdict(s)) + "\n")
 
 
-def file_sizes(work: Path) -> dict[str, int]:
-    """Size in bytes of every file under `work` (relative names), the manifest excluded."""
+def describe_files(work: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """(sizes in bytes, checksums) of every file under `work` by relative name, the
+    manifest excluded: what the manifest records and `open_index` verifies."""
     sizes: dict[str, int] = {}
+    checksums: dict[str, str] = {}
     for path in sorted(work.rglob("*")):
         if path.is_file() and path.name != MANIFEST_NAME and not path.name.endswith(".tmp"):
-            sizes[path.relative_to(work).as_posix()] = path.stat().st_size
-    return sizes
+            name = path.relative_to(work).as_posix()
+            sizes[name] = path.stat().st_size
+            checksums[name] = file_checksum(path)
+    return sizes, checksums
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -132,6 +137,8 @@ def check_replaceable(out: Path, *, overwrite: bool) -> None:
     """Refuse to replace `out` unless asked to, and never replace a non-index directory."""
     if not out.exists():
         return
+    if not out.is_dir():
+        raise InputError(f"{out} is a file, not an index directory; choose another --out")
     if not overwrite:
         raise InputError(
             f"{out} already exists; pass --overwrite to replace it or choose another --out"
