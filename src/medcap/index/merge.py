@@ -19,8 +19,8 @@ from medcap.config import DEFAULTS, IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
+    describe_files,
     emb_dir_of,
-    file_sizes,
     link_or_copy,
     partial_dir,
     swap_into_place,
@@ -40,6 +40,7 @@ from medcap.index.manifest import (
 from medcap.index.planner import plan_index
 from medcap.index.shards import drop_rows, shard_files, shard_ids
 from medcap.index.store import IndexDir, open_index
+from medcap.locking import output_lock
 from medcap.types import Skipped
 
 LOG = logging.getLogger(__name__)
@@ -90,28 +91,36 @@ def merge_parts(
     cfg: IndexConfig | None = None,
     *,
     overwrite: bool = False,
+    verify: bool | None = None,
 ) -> IndexDir:
-    """Merge every part of a `--shard i/n` build into the index directory `out_dir`."""
+    """Merge every part of a `--shard i/n` build into the index directory `out_dir`.
+
+    Parts that indexed no case are valid and add nothing. `verify` checks each part's
+    checksums (default: IndexConfig.verify). Holds the output's lock (medcap.locking).
+    """
     cfg = cfg or DEFAULTS.index
     if not part_dirs:
         raise InputError("nothing to merge: pass the part directories")
-    parts = [open_index(p) for p in part_dirs]
-    _check_parts(parts)
     out = Path(out_dir)
-    work = partial_dir(out)
-    check_replaceable(out, overwrite=overwrite)
-    if work.exists():
-        raise InputError(f"{work} exists (an interrupted build or merge); delete it and run again")
-    emb_dir = emb_dir_of(work)
-    emb_dir.mkdir(parents=True)
-    try:
-        manifest = _merge_into(work, parts, cfg)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    swap_into_place(work, out, overwrite=overwrite)
-    return open_index(out, expected_fingerprint=manifest.fingerprint)
+    with output_lock(out):
+        parts = [open_index(p, verify=verify) for p in part_dirs]
+        _check_parts(parts)
+        work = partial_dir(out)
+        check_replaceable(out, overwrite=overwrite)
+        if work.exists():
+            raise InputError(
+                f"{work} exists (an interrupted build or merge); delete it and run again"
+            )
+        emb_dir = emb_dir_of(work)
+        emb_dir.mkdir(parents=True)
+        try:
+            manifest = _merge_into(work, parts, cfg)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        write_manifest(manifest, work)  # last: from here on the directory is an index
+        swap_into_place(work, out, overwrite=overwrite)
+        return open_index(out, expected_fingerprint=manifest.fingerprint, verify=False)
 
 
 def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Manifest:
@@ -147,6 +156,7 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
     write_skipped(work, skipped_all)
     dump_config(cfg, work / "config.json")
     source = first.sources[0]
+    sizes, checksums = describe_files(work)
     return Manifest(
         encoder=first.encoder,
         dim=first.dim,
@@ -154,7 +164,8 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
         index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
         sources=(SourceInfo(source.dataset, source.fingerprint, source.split, total, now_iso()),),
         shards=tuple(ShardInfo(n, c) for n, c in zip(names, counts, strict=True)),
-        files=file_sizes(work),
+        files=sizes,
+        checksums=checksums,
         skipped_count=len(skipped_all),
         has_thumbnails=thumbs,
         created_at=now_iso(),
