@@ -23,14 +23,16 @@ from numpy.typing import NDArray
 
 from medcap import __version__
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, IndexConfig, dump_config
+from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
     describe_files,
     emb_dir_of,
+    finish_index,
     link_or_copy,
     partial_dir,
+    shard_counts,
     swap_into_place,
     write_faiss,
     write_items,
@@ -40,15 +42,11 @@ from medcap.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     EncoderInfo,
-    IndexInfo,
-    Manifest,
-    ShardInfo,
     SourceInfo,
     now_iso,
     parse_part,
     write_manifest,
 )
-from medcap.index.planner import IndexPlan, plan_index
 from medcap.index.shards import (
     Thumbnailer,
     ids_digest,
@@ -261,7 +259,7 @@ def build_index(
             )
         if resume and (work / MANIFEST_NAME).exists():  # killed between manifest and rename
             swap_into_place(work, out, overwrite=overwrite)
-            return open_index(out, expected_fingerprint=encoder.fingerprint, verify=False)
+            return open_index(out, expected_fingerprint=encoder.fingerprint)
         emb_dir = emb_dir_of(work)
         emb_dir.mkdir(parents=True, exist_ok=True)
         thumbs = make_thumbnail is not None and cfg.thumbnail_size > 0
@@ -297,52 +295,17 @@ def build_index(
                 f"no cases to index from {dataset_name or 'the records'} (split {split!r}); "
                 f"{len(skipped)} skipped; check the data"
             )
-        dim = encoder.embed_dim
-        plan = plan_index(count, dim, cfg) if count else _empty_part_plan(cfg)
-        LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
-        write_faiss(work, emb_dir, names, plan, dim)
-        write_items(work, emb_dir, names, thumbnails=thumbs)
-        write_skipped(work, skipped)
-        dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
         (work / STATE_NAME).unlink()
-        sizes, checksums = describe_files(work)
-        manifest = Manifest(
-            encoder=EncoderInfo(
-                encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)
-            ),
-            dim=dim,
-            count=count,
-            index=IndexInfo(
-                plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested
-            ),
-            sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
-            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-            files=sizes,
-            checksums=checksums,
-            skipped_count=len(skipped),
-            has_thumbnails=thumbs,
-            created_at=now_iso(),
-            medcap_version=__version__,
-            part=part,
+        encoder_info = EncoderInfo(
+            encoder.spec, encoder.fingerprint, encoder.embed_dim, _checkpoint_path(encoder.spec)
         )
-        write_manifest(manifest, work)  # last: from here on the directory is an index
+        source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso())
+        finish_index(
+            work, names, skipped, cfg, encoder=encoder_info, source=source, thumbnails=thumbs,
+            part=part,
+        )  # fmt: skip
         swap_into_place(work, out, overwrite=overwrite)
         return open_index(out, expected_fingerprint=encoder.fingerprint, verify=False)
-
-
-def _empty_part_plan(cfg: IndexConfig) -> IndexPlan:
-    """An exact, empty index for a part of a sharded build that no chunk fell to."""
-    reason = "empty part of a sharded build: no case fell to it (merge plans the whole index)"
-    return IndexPlan("flat", "Flat", {}, reason, cfg.index_type)
-
-
-def _shard_counts(emb_dir: Path, names: Sequence[str]) -> list[tuple[str, int]]:
-    out = []
-    for n in names:
-        meta = read_shard_meta(emb_dir, n)
-        assert meta is not None
-        out.append((n, int(meta["count"])))
-    return out
 
 
 def add_to_index(
@@ -370,79 +333,59 @@ def add_to_index(
     cfg = cfg or DEFAULTS.index
     path = Path(index_dir)
     with output_lock(path):
-        return _add_locked(
-            path, records, encoder, cfg, dataset_fingerprint=dataset_fingerprint,
-            dataset_name=dataset_name, split=split, progress=progress, total=total,
-            make_thumbnail=make_thumbnail, source_skipped=source_skipped, verify=verify,
-        )  # fmt: skip
-
-
-def _add_locked(
-    path: Path,
-    records: Iterable[Record],
-    encoder: CaseEncoder,
-    cfg: IndexConfig,
-    *,
-    dataset_fingerprint: str,
-    dataset_name: str,
-    split: str,
-    progress: bool,
-    total: int | None,
-    make_thumbnail: Thumbnailer | None,
-    source_skipped: Sequence[Skipped] | None,
-    verify: bool | None,
-) -> tuple[IndexDir, int]:
-    old = open_index(path, expected_fingerprint=encoder.fingerprint, verify=verify)
-    if old.manifest.part:
-        raise InputError(
-            f"{path} is part {old.manifest.part} of a sharded build; merge the parts with "
-            "`medcap index merge` and add to the merged index"
-        )
-    work = partial_dir(path)
-    if work.exists():
-        raise InputError(f"{work} exists (an interrupted build or add); delete it and run again")
-    emb_dir = emb_dir_of(work)
-    emb_dir.mkdir(parents=True)
-    try:
-        old_names = [s.name for s in old.manifest.shards]
-        for name in old_names:
-            for file in shard_files(emb_dir_of(path), name):
-                link_or_copy(file, emb_dir / file.name)
-        thumbs = old.manifest.has_thumbnails
-        new_names, added, skipped = _encode_all(
-            records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
-            seen=set(old.image_ids()), source=dataset_name, resume=False,
-            make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
-        )  # fmt: skip
-        skipped.extend(source_skipped or ())
-        if added == 0:
+        old = open_index(path, expected_fingerprint=encoder.fingerprint, verify=verify)
+        if old.manifest.part:
             raise InputError(
-                f"no new cases to add from {dataset_name or 'the records'}: all were already "
-                f"indexed or skipped ({len(skipped)} skipped)"
+                f"{path} is part {old.manifest.part} of a sharded build; merge the parts with "
+                "`medcap index merge` and add to the merged index"
             )
-        names = old_names + new_names
-        write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
-        write_items(work, emb_dir, names, thumbnails=thumbs)
-        write_skipped(work, [*old.skipped(), *skipped])
-        m = old.manifest
-        sizes, checksums = describe_files(work)
-        manifest = dataclasses.replace(
-            m,
-            count=m.count + added,
-            sources=(
-                *m.sources,
-                SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
-            ),
-            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-            files=sizes,
-            checksums=checksums,
-            skipped_count=m.skipped_count + len(skipped),
-            format_version=FORMAT_VERSION,
-            medcap_version=__version__,
-        )
-        write_manifest(manifest, work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    swap_into_place(work, path, overwrite=True)
-    return open_index(path, expected_fingerprint=encoder.fingerprint, verify=False), added
+        work = partial_dir(path)
+        if work.exists():
+            raise InputError(
+                f"{work} exists (an interrupted build or add); delete it and run again"
+            )
+        emb_dir = emb_dir_of(work)
+        emb_dir.mkdir(parents=True)
+        try:
+            old_names = [s.name for s in old.manifest.shards]
+            for name in old_names:
+                for file in shard_files(emb_dir_of(path), name):
+                    link_or_copy(file, emb_dir / file.name)
+            thumbs = old.manifest.has_thumbnails
+            new_names, added, skipped = _encode_all(
+                records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
+                seen=set(old.image_ids()), source=dataset_name, resume=False,
+                make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
+            )  # fmt: skip
+            skipped.extend(source_skipped or ())
+            if added == 0:
+                raise InputError(
+                    f"no new cases to add from {dataset_name or 'the records'}: all were already "
+                    f"indexed or skipped ({len(skipped)} skipped)"
+                )
+            names = old_names + new_names
+            write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
+            write_items(work, emb_dir, names, thumbnails=thumbs)
+            write_skipped(work, [*old.skipped(), *skipped])
+            m = old.manifest
+            sizes, checksums = describe_files(work)
+            manifest = dataclasses.replace(
+                m,
+                count=m.count + added,
+                sources=(
+                    *m.sources,
+                    SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
+                ),
+                shards=shard_counts(emb_dir, names),
+                files=sizes,
+                checksums=checksums,
+                skipped_count=m.skipped_count + len(skipped),
+                format_version=FORMAT_VERSION,
+                medcap_version=__version__,
+            )
+            write_manifest(manifest, work)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        swap_into_place(work, path, overwrite=True)
+        return open_index(path, expected_fingerprint=encoder.fingerprint, verify=False), added
