@@ -35,6 +35,7 @@ from medcap.generation.captioning import (
     CaptionFn,
     NeighbourSearch,
     build_backend,
+    generator_model,
     make_caption_fn,
 )
 from medcap.generation.prompt import clean_caption
@@ -340,12 +341,6 @@ def _clamp_k(cfg: GenerationConfig, index_count: int) -> GenerationConfig:
     return cfg
 
 
-def _generator_model(cfg: GenerationConfig, model_id: str | None) -> str:
-    """The model a backend will load: the given one, else its default ("" for consensus)."""
-    defaults = {"qwen2-vl": cfg.qwen2vl_model, "blip2-lora": cfg.blip2_model}
-    return model_id or defaults.get(cfg.backend, "")
-
-
 def run_identity(
     run: BatchRun,
     cfg: GenerationConfig,
@@ -362,7 +357,7 @@ def run_identity(
             "split": run.split,
             "index_fingerprint": index_fingerprint(Path(run.index_dir)),
             "backend": cfg.backend,
-            "model": _generator_model(cfg, model_id),
+            "model": generator_model(cfg, model_id),
             "adapter": f"{adapter_path} {folder_checksum(adapter_path)}" if adapter_path else None,
             "template": cfg.template,
             "k": cfg.k,
@@ -391,7 +386,7 @@ def _check_resumable(out: Path, identity: Identity, *, overwrite: bool) -> None:
     fix = f"rerun with the same settings, {fix}"
     refuse_difference(recorded, identity, out, fix, ignore=("limit",))
     old, new = recorded.get("limit"), identity["limit"]
-    if old is None and new is not None or new is not None and new < old:
+    if (old is None and new is not None) or (new is not None and new < old):
         raise InputError(
             f"{out} was started with limit={old!r}, not {new!r}; a rerun may only raise the "
             f"limit (or drop it); {fix}"

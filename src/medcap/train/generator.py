@@ -6,6 +6,7 @@ the prompt, its caption as the target) and runs `medcap.train.lora.train_lora`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from typing import Any
 from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
-from medcap.generation.captioning import RecordSearch, build_training_examples
+from medcap.generation.captioning import (
+    RecordSearch,
+    build_training_examples,
+    generator_model,
+)
 from medcap.generation.collate import GeneratorKind
 from medcap.index.manifest import index_fingerprint
 from medcap.locking import output_lock
@@ -120,14 +125,13 @@ def _identity(
     limit: int | None,
 ) -> Identity:
     """What a generator run's checkpoints depend on (epochs and max steps may change)."""
-    default = cfg.qwen2vl_model if kind == "qwen2-vl" else cfg.blip2_model
     return as_json(
         {
             "data_fingerprint": data_fingerprint,
             "split": cfg.train_split,
             "index_fingerprint": index_fingerprint(Path(index_dir)),
             "backend": kind,
-            "model": model_id or default,
+            "model": generator_model(replace(cfg, backend=kind), model_id),
             "template": cfg.template,
             "k": cfg.k,
             "limit": limit,

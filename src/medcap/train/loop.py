@@ -207,10 +207,13 @@ class _Loop:
         """
         pos, cfg = self.pos, self.run.cfg
         if cfg.epochs < pos.epoch or self.total_steps < pos.step:
+            asked = f"--epochs {cfg.epochs}" + (
+                f" with --max-steps {cfg.max_steps}" if cfg.max_steps is not None else ""
+            )
             raise InputError(
                 f"{self.out} has trained {pos.epoch} epochs ({pos.step} steps) already; "
-                f"--epochs {cfg.epochs} (--max-steps {cfg.max_steps}) would end before that; "
-                "pass more to extend it, or train into another --out"
+                f"{asked} would end before that; pass more to extend it, or train into "
+                "another --out"
             )
         schedule = self.run.scheduler
         groups = self.run.optimizer.param_groups

@@ -21,7 +21,7 @@ from medcap.encoder.encoder import autocast_dtype
 from medcap.encoder.factory import BuiltModel, build_model
 from medcap.encoder.spec import parse_spec
 from medcap.errors import InputError
-from medcap.runs.identity import as_json
+from medcap.runs.identity import as_json, refuse_difference
 from medcap.train.contrastive import world
 from medcap.train.data import CaseTensors, build_case_tensors
 from medcap.train.state import Position, make_optimizer, pack_train_state
@@ -173,7 +173,8 @@ def save_checkpoint(
     write_checkpoint(path, state, meta, train_state)
 
 
-# Settings a resumed run must keep: they fix which cases each saved step position means.
+# Settings a resumed run must keep (with the world size): they fix which cases each saved
+# step position stands for.
 _FIXED_SETTINGS = ("batch_size", "grad_accum_steps", "seed")
 
 
@@ -208,17 +209,10 @@ def check_resumable(out_dir: Path, run: Run, checkpoint: Path) -> dict[str, Any]
             f"{out_dir} was started from model {saved.get('model')!r}, not {run.spec!r} "
             f"(another architecture or spec); {fix}"
         )
-    for name in _FIXED_SETTINGS:
-        if saved_train.get(name) != getattr(run.cfg, name):
-            raise InputError(
-                f"{out_dir} was started with {name}={saved_train.get(name)!r}, not "
-                f"{getattr(run.cfg, name)!r}; {fix}"
-            )
-    if saved.get("world_size", 1) != run.world_size:
-        raise InputError(
-            f"{out_dir} was started on {saved.get('world_size')} processes, not "
-            f"{run.world_size}; {fix}"
-        )
+    recorded = {name: saved_train.get(name) for name in _FIXED_SETTINGS}
+    now = {name: getattr(run.cfg, name) for name in _FIXED_SETTINGS}
+    recorded["world_size"], now["world_size"] = saved.get("world_size", 1), run.world_size
+    refuse_difference(recorded, now, out_dir, fix)
     return dict(saved)
 
 
