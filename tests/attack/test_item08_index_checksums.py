@@ -68,6 +68,7 @@ def test_without_verification_impossible_scores_are_refused(index_dir: Path) -> 
         index.search(query, 3, target="images")
     assert str(index_dir / "image.faiss") in str(err.value)
     assert len(index.search(query, 3, target="captions")[0]) == 3  # the intact file answers
+    assert len(index.search(query * 3, 3, target="captions")[0]) == 3  # |q| = 3 is no damage
 
 
 def test_cli_no_verify_still_refuses_out_of_range_scores(

@@ -225,7 +225,7 @@ class IndexDir:
         searcher = self.searcher(target)
         fetch = min(n, k + (1 if any(r is not None for r in excluded) else 0) + 1)
         scores, rows = searcher.search(q, fetch)
-        self._check_scores(scores, rows, target)
+        self._check_scores(q, scores, rows, target)
         # Most result lists are full and tie-free: those skip the per-query sort.
         clean = np.all(rows >= 0, axis=1) & np.all(scores[:, :-1] - scores[:, 1:] > TIE_EPS, axis=1)
         rows_list, scores_list = rows.tolist(), scores.tolist()
@@ -245,19 +245,28 @@ class IndexDir:
         return results
 
     def _check_scores(
-        self, scores: NDArray[np.float32], rows: NDArray[np.int64], target: str
+        self,
+        queries: NDArray[np.float32],
+        scores: NDArray[np.float32],
+        rows: NDArray[np.int64],
+        target: str,
     ) -> None:
-        """Refuse scores that no two unit vectors can have (a damaged index file)."""
+        """Refuse scores that no stored unit vector can give (a damaged index file).
+
+        |q . v| <= |q| for a unit v: the bound scales with each query's norm, so queries
+        that are not normalised are never mistaken for damage.
+        """
         info = self.manifest.index
         if info.type == "ivfpq" and not int(info.params.get("rerank_factor", 0)):
-            return  # PQ codes give approximate scores, which may stray past 1
-        found = scores[rows >= 0]
-        bad = found[~(np.abs(found) <= 1 + SCORE_EPS)]  # NaN fails the test too
-        if bad.size:
+            return  # PQ codes give approximate scores, which may stray past the bound
+        bound = np.linalg.norm(queries, axis=1, keepdims=True) * (1 + SCORE_EPS) + SCORE_EPS
+        bad = (rows >= 0) & ~(np.abs(scores) <= bound)  # NaN fails the test too
+        if bad.any():
             raise CorruptArtifactError(
-                f"{self.path / INDEX_FILES[target]} gave a similarity of {float(bad[0]):.4g}, "
-                "outside [-1, 1] for unit vectors: the index is damaged; rebuild it with "
-                "`medcap index build` (opening it with verification names the damaged file)"
+                f"{self.path / INDEX_FILES[target]} gave a similarity of "
+                f"{float(scores[bad][0]):.4g}, outside [-1, 1] for unit vectors: the index is "
+                "damaged; rebuild it with `medcap index build` (opening it with verification "
+                "names the damaged file)"
             )
 
     def _resolve_tie(
