@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.attack.helpers import write_tiny_checkpoint
-
-ATTACK_CASES = 40  # train phantoms indexed: enough neighbours, quick to embed
-
-
-def build_small_index(
-    dataset: Any, checkpoint: Path, out: Path, *, cases: int = ATTACK_CASES
-) -> Path:
-    """Index the first `cases` train phantoms with `checkpoint`; cache its image tower."""
-    from medcap.config import DEFAULTS, replace_set
-    from medcap.encoder import load_encoder
-    from medcap.encoder.image_tower import save_image_tower
-    from medcap.index import build_index
-
-    encoder = load_encoder(str(checkpoint), device="cpu")
-    cfg = replace_set(DEFAULTS.index, shard_size=16, thumbnail_size=0)
-    build_index(
-        islice(dataset.records("train"), cases),
-        encoder,
-        out,
-        cfg,
-        dataset_fingerprint=dataset.fingerprint(),
-        dataset_name=dataset.name,
-        split="train",
-    )
-    save_image_tower(encoder)
-    return out
+from tests.attack.helpers import build_small_index, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

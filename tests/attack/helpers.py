@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from medcap.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+ATTACK_CASES = 40  # train phantoms indexed: enough neighbours, quick to embed
 WAIT_S = 120.0  # generous: the suite may run on a busy machine or in the background
 
 
@@ -69,6 +71,30 @@ def overwrite_weights(checkpoint: Path, change: Any) -> None:
         before.st_ino,
         before.st_mtime_ns,
     )
+
+
+def build_small_index(
+    dataset: Any, checkpoint: Path, out: Path, *, cases: int = ATTACK_CASES
+) -> Path:
+    """Index the first `cases` train phantoms with `checkpoint`; cache its image tower."""
+    from medcap.config import DEFAULTS, replace_set
+    from medcap.encoder import load_encoder
+    from medcap.encoder.image_tower import save_image_tower
+    from medcap.index import build_index
+
+    encoder = load_encoder(str(checkpoint), device="cpu")
+    cfg = replace_set(DEFAULTS.index, shard_size=16, thumbnail_size=0)
+    build_index(
+        islice(dataset.records("train"), cases),
+        encoder,
+        out,
+        cfg,
+        dataset_fingerprint=dataset.fingerprint(),
+        dataset_name=dataset.name,
+        split="train",
+    )
+    save_image_tower(encoder)
+    return out
 
 
 def python_env() -> dict[str, str]:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from medcap.errors import IndexMismatchError
-from tests.attack.conftest import build_small_index
 from tests.attack.helpers import (
+    build_small_index,
     one_error_line,
     overwrite_weights,
     run_cli,

@@ -13,8 +13,7 @@ import pytest
 from medcap.config import DEFAULTS
 from medcap.errors import InputError
 from medcap.runs.caption import BatchRun, caption_split, run_file_of
-from tests.attack.conftest import build_small_index
-from tests.attack.helpers import one_error_line, run_cli
+from tests.attack.helpers import build_small_index, one_error_line, run_cli
 
 CFG = replace(DEFAULTS.generation, k=3, batch_size=8)
 
