@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -81,6 +82,10 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads while training (None: torch's default)
     tensorboard: bool = True  # mirror metrics.jsonl to TensorBoard event files (medcap[tb])
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"train.lr must be a positive number, got {self.lr}")
+
 
 @dataclass(frozen=True)
 class IndexConfig:
@@ -100,6 +105,16 @@ class IndexConfig:
     search_device: str = "auto"  # auto: faiss-gpu, else torch on CUDA (flat), else faiss-cpu
     half_scan_max_queries: int = 4  # flat on CPU: batches this small scan a float16 copy; 0: off
     half_scan_max_mb: int = 512  # ... unless that copy (n * d * 2 bytes per index) is larger
+    verify: bool = True  # check every index file's checksum on open (--no-verify skips it)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"index.{name} must be >= 1, got {getattr(self, name)}")
+        if self.thumbnail_size < 0:
+            raise InputError(
+                f"index.thumbnail_size must be >= 0 (0: no thumbnails), got {self.thumbnail_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -185,8 +200,11 @@ class EvalConfig:
     example_queries: int = 6
     example_neighbours: int = 4  # top neighbours shown per example query
     thumbnail_px: int = 96  # longest side of example thumbnails in reports, pixels
+    duplicates: Literal["error", "mean"] = "error"  # repeated image ids in a results file
 
     def __post_init__(self) -> None:
+        if self.duplicates not in ("error", "mean"):
+            raise InputError(f"eval.duplicates must be error or mean, got {self.duplicates!r}")
         if self.concept_k < 1:
             raise InputError(f"eval.concept_k must be >= 1, got {self.concept_k}")
         if not 0.0 < self.concept_threshold <= 1.0:

@@ -39,7 +39,8 @@ def test_build_writes_every_artifact_aligned_row_for_row(tmp_path: Path) -> None
     assert m.sources[0].fingerprint == "dfp" and m.sources[0].split == "train"
     assert len(m.shards) == 4 and sum(s.count for s in m.shards) == 28
     raw = json.loads((out / "manifest.json").read_text())
-    assert raw["format_version"] == 1 and raw["encoder"]["fingerprint"] == "vec-0001"
+    assert raw["format_version"] == 2 and raw["encoder"]["fingerprint"] == "vec-0001"
+    assert set(raw["checksums"]) == set(raw["files"])
 
     kept = [r for i, r in enumerate(records) if i not in (4, 17)]
     items = pq.read_table(out / "items.parquet")

@@ -51,8 +51,9 @@ def app_url(cfg: AppConfig) -> str:
     return f"http://{host}:{cfg.port}"
 
 
-def streamlit_command(index_dir: str | Path, cfg: AppConfig) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`."""
+def streamlit_command(index_dir: str | Path, cfg: AppConfig, *, verify: bool = True) -> list[str]:
+    """The `streamlit run` command line that serves the browser over `index_dir`
+    (`verify`: check the index files' checksums when the server opens it)."""
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
@@ -64,6 +65,7 @@ def streamlit_command(index_dir: str | Path, cfg: AppConfig) -> list[str]:
         "--theme.base", "light",
         "--",
         "--index", str(index_dir),
+        *([] if verify else ["--no-verify"]),
     ]  # fmt: skip
 
 
@@ -72,14 +74,16 @@ class AppArgs:
     """What the entry script receives after `--` on the `streamlit run` line."""
 
     index: Path | None = None
+    verify: bool = True  # False with --no-verify: skip the index files' checksums
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR` from the script's arguments; anything else is ignored."""
+    """Read `--index DIR` and `--no-verify` from the script's arguments; others are ignored."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--no-verify", dest="verify", action="store_false")
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index)
+    return AppArgs(index=known.index, verify=known.verify)
 
 
 def run_server(command: list[str]) -> int:

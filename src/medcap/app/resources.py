@@ -32,9 +32,9 @@ medcap app --index runs/demo/index"""
 
 
 @st.cache_resource(show_spinner="Opening the index and loading its encoder...", max_entries=4)
-def load_app_index(index_path: str) -> AppIndex:
+def load_app_index(index_path: str, verify: bool = True) -> AppIndex:
     """Open `index_path` once per server process (keyed by the resolved path)."""
-    return open_app_index(index_path)
+    return open_app_index(index_path, verify=verify)
 
 
 @st.cache_resource(show_spinner="Loading the caption backend...", max_entries=4)
@@ -66,7 +66,7 @@ def index_or_problem() -> tuple[AppIndex | None, AppLoadError | None]:
     if path is None:
         return None, AppLoadError("missing", "the app was started without --index DIR")
     try:
-        return load_app_index(path), None
+        return load_app_index(path, launch.parse_app_args(sys.argv[1:]).verify), None
     except AppLoadError as exc:
         return None, exc
     except MedcapError as exc:

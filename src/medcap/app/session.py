@@ -44,25 +44,28 @@ class AppIndex:
         return str(self.retriever.index.manifest.spec)
 
 
-def open_app_index(index_dir: str | Path, *, device: str = "auto") -> AppIndex:
-    """Open the index, its encoder and its case table, or raise AppLoadError saying why."""
+def open_app_index(
+    index_dir: str | Path, *, device: str = "auto", verify: bool | None = None
+) -> AppIndex:
+    """Open the index, its encoder and its case table, or raise AppLoadError saying why.
+
+    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    """
     from medcap.app.cases import CaseTable
-    from medcap.encoder import load_encoder
     from medcap.index import open_index
-    from medcap.retrieval.retriever import Retriever, resolve_model
+    from medcap.retrieval.retriever import Retriever, load_index_encoder
 
     try:
         path = check_index_dir(index_dir)
     except MedcapError as exc:
         raise AppLoadError("missing", str(exc)) from None
     try:
-        index = open_index(path, preload=True)  # damage shows now, not at the first search
+        index = open_index(path, preload=True, verify=verify)  # damage shows now
     except MedcapError as exc:
         raise AppLoadError("invalid", str(exc)) from None
     spec = str(index.manifest.spec)
     try:
-        encoder = load_encoder(resolve_model(index, None), device=device)
-        retriever = Retriever(encoder, index)
+        retriever = Retriever(load_index_encoder(index, device=device), index)
     except Exception as exc:  # noqa: BLE001 - any failure here is "the encoder would not load"
         reason = str(exc) if isinstance(exc, MedcapError) else f"{type(exc).__name__}: {exc}"
         raise AppLoadError(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.options import VerifyOption
 from medcap.config import DEFAULTS, replace_set
 
 
@@ -19,6 +20,7 @@ def command(
         str | None,
         typer.Option(help=f"Address to bind (0.0.0.0 exposes it). (default: {DEFAULTS.app.host})"),
     ] = None,
+    verify: VerifyOption = None,
 ) -> None:
     """Browse similar cases in a web UI (Streamlit) over an index directory."""
     from medcap.app import launch
@@ -27,7 +29,8 @@ def command(
     index_dir = launch.check_index_dir(index)
     launch.check_port_free(cfg.host, cfg.port)
     typer.echo(f"medcap app: browsing {index_dir} at {launch.app_url(cfg)} (Ctrl-C to stop)")
-    code = launch.run_server(launch.streamlit_command(index_dir, cfg))
+    verified = DEFAULTS.index.verify if verify is None else verify
+    code = launch.run_server(launch.streamlit_command(index_dir, cfg, verify=verified))
     if code not in (0, 130):
         typer.echo(f"error: the Streamlit server exited with code {code}", err=True)
     raise typer.Exit(code)

@@ -13,7 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
+from medcap.cli.options import (
+    DtypeOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+    VerifyOption,
+)
 from medcap.config import DEFAULTS, replace_set
 from medcap.errors import InputError
 
@@ -68,6 +74,7 @@ def command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of text.")
     ] = False,
+    verify: VerifyOption = None,
 ) -> None:
     """Caption images from their nearest neighbours' captions (consensus, Qwen2-VL or BLIP-2)."""
     from medcap.generation import captioning
@@ -96,7 +103,13 @@ def command(
             raise InputError("batch mode needs --out results.csv")
         run = caption_run.BatchRun(data=data, split=cfg.split, index_dir=str(index), out=str(out))
         summary = caption_run.caption_split(
-            run, cfg, model_id=model, adapter=adapter, limit=limit, overwrite=overwrite
+            run,
+            cfg,
+            model_id=model,
+            adapter=adapter,
+            limit=limit,
+            overwrite=overwrite,
+            verify=verify,
         )
         typer.echo(
             f"{out}: {summary.written} captions written, {summary.resumed} already there, "
@@ -105,11 +118,17 @@ def command(
         for item in summary.skipped[:10]:
             typer.echo(f"  skipped {item.image_id or item.source}: {item.reason}", err=True)
         return
-    _caption_files(images or [], index, cfg, model, adapter, json_output)
+    _caption_files(images or [], index, cfg, model, adapter, json_output, verify)
 
 
 def _caption_files(
-    paths: list[Path], index: Path, cfg: Any, model: str | None, adapter: Path | None, as_json: bool
+    paths: list[Path],
+    index: Path,
+    cfg: Any,
+    model: str | None,
+    adapter: Path | None,
+    as_json: bool,
+    verify: bool | None,
 ) -> None:
     from medcap.data.images import load_image
     from medcap.errors import ImageDecodeError
@@ -125,7 +144,7 @@ def _caption_files(
             typer.echo(f"skipped {path}: {exc}", err=True)
     if not loaded:
         raise InputError("none of the given images could be read")
-    retriever = open_retriever(index, device=cfg.device)
+    retriever = open_retriever(index, device=cfg.device, verify=verify)
     backend = captioning.build_backend(cfg, model_id=model, adapter=adapter)
     results = captioning.caption_images_with_neighbours(
         retriever, backend, loaded, [None] * len(loaded), cfg

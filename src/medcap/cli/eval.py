@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import VerifyOption
 from medcap.config import DEFAULTS, replace_set
 
 app = typer.Typer(
@@ -157,14 +158,30 @@ def captions(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    duplicates: Annotated[
+        str | None,
+        typer.Option(
+            help="Image ids with several rows: error, or mean (average each image's rows, "
+            f"so every image counts once). (default: {_EVAL.duplicates})"
+        ),
+    ] = None,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (COCO definitions), BERTScore, CLIPScore."""
     from medcap.errors import InputError
-    from medcap.evaluation.caption_metrics import evaluate_caption_results, load_caption_results
+    from medcap.evaluation.caption_metrics import (
+        duplicates_note,
+        evaluate_caption_results,
+        load_caption_results,
+    )
     from medcap.evaluation.report import write_report
 
+    _check_choice("--duplicates", duplicates, ("error", "mean"))
     cfg = replace_set(
-        _EVAL, imageclef_preprocess=imageclef, meteor=meteor, bertscore_model=bertscore_model
+        _EVAL,
+        imageclef_preprocess=imageclef,
+        meteor=meteor,
+        bertscore_model=bertscore_model,
+        duplicates=duplicates,
     )
     encoder: Any = None
     images: dict[str, Any] | None = None
@@ -191,10 +208,11 @@ def captions(
     if out is not None:
         write_report(report, out)
     if as_json:
-        keys = ("n", "metrics", "unavailable", "clipscore", "config")
+        keys = ("n", "rows", "duplicates", "metrics", "unavailable", "clipscore", "config")
         typer.echo(json.dumps({k: report[k] for k in keys}, indent=1))
     else:
         typer.echo(f"{report['n']} captions from {results}")
+        typer.echo(duplicates_note(report))
         for name, value in report["metrics"].items():
             typer.echo(f"{name:<14}{value:.4f}")
         for name, reason in report["unavailable"].items():
@@ -233,6 +251,7 @@ def concepts(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    verify: VerifyOption = None,
 ) -> None:
     """Concept (CUI) detection by neighbour voting; sample-averaged F1 as ImageCLEFmedical."""
     from medcap.evaluation.report import load_report
@@ -247,6 +266,7 @@ def concepts(
         split=split or _EVAL.split,
         cfg=cfg,
         device=device or DEFAULTS.encoder.device,
+        verify=verify,
     )
     report = load_report(path)
     typer.echo(

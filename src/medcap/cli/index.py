@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import VerifyOption
 from medcap.config import DEFAULTS, replace_set
 
 app = typer.Typer(
@@ -164,11 +165,12 @@ def _dir_size(path: Path) -> int:
 def info(
     index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    verify: VerifyOption = None,
 ) -> None:
     """Show what an index directory holds (from its manifest)."""
     from medcap.index import open_index
 
-    index = open_index(index_dir)
+    index = open_index(index_dir, verify=verify)
     m = index.manifest
     if json_out:
         typer.echo(json.dumps(m.to_dict(), indent=2))
@@ -213,16 +215,16 @@ def add(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    verify: VerifyOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
-    from medcap.encoder import load_encoder
     from medcap.index import add_to_index, open_index
-    from medcap.retrieval.retriever import resolve_model
+    from medcap.retrieval.retriever import load_index_encoder
 
     cfg = replace_set(_IDX, split=split, batch_size=batch_size)
-    existing = open_index(index_dir)
+    existing = open_index(index_dir, verify=verify)
     dataset = _open_split(data, cfg.split)
-    encoder = load_encoder(resolve_model(existing, model), device=device or DEFAULTS.encoder.device)
+    encoder = load_index_encoder(existing, model, device=device or DEFAULTS.encoder.device)
     index, added = add_to_index(
         index_dir,
         dataset.records(cfg.split),
@@ -235,6 +237,7 @@ def add(
         total=_total(dataset, cfg.split),
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
+        verify=verify,
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
@@ -248,6 +251,7 @@ def merge(
     index_type: IndexTypeOption = None,
     memory_budget_gb: MemoryBudgetOption = None,
     overwrite: OverwriteOption = False,
+    verify: VerifyOption = None,
 ) -> None:
     """Join the parts of a `--shard i/n` build into one index (as one build would write)."""
     from medcap.index import merge_parts
@@ -255,7 +259,7 @@ def merge(
     cfg = replace_set(_IDX, index_type=index_type, memory_budget_gb=memory_budget_gb)
     _check_index_type(cfg.index_type)
     start = time.perf_counter()
-    index = merge_parts(parts, out, cfg, overwrite=overwrite)
+    index = merge_parts(parts, out, cfg, overwrite=overwrite, verify=verify)
     m = index.manifest
     typer.echo(
         f"merged {len(parts)} parts into {out}: {m.count} cases in "

@@ -22,3 +22,12 @@ GenerationDeviceOption = Annotated[
 DtypeOption = Annotated[
     str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
 ]
+VerifyOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--verify/--no-verify",
+        help="Check every index file's checksum on open; --no-verify skips it for huge "
+        "indexes (searches still refuse impossible scores). "
+        f"(default: {'verify' if DEFAULTS.index.verify else 'no-verify'})",
+    ),
+]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import VerifyOption
 from medcap.config import DEFAULTS
 
 IMAGE_SUFFIXES = {
@@ -156,6 +157,7 @@ def command(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    verify: VerifyOption = None,
 ) -> None:
     """Search an index with image files, a folder of images, or --text."""
     from medcap.errors import InputError
@@ -163,7 +165,9 @@ def command(
     if not queries and not text:
         raise InputError('nothing to search: give image files, a folder, or --text "..."')
     files = _expand(queries or [])
-    from medcap.retrieval.retriever import MODES, open_retriever
+    from medcap.retrieval.retriever import MODES, check_text_queries, open_retriever
+
+    check_text_queries(text or [])  # before any output: a blank --text fails the whole call
 
     if mode is not None and mode not in MODES:
         raise InputError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
@@ -171,7 +175,11 @@ def command(
     if k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
     retriever = open_retriever(
-        index, device=device or DEFAULTS.encoder.device, model=model, image_tower=True
+        index,
+        device=device or DEFAULTS.encoder.device,
+        model=model,
+        image_tower=True,
+        verify=verify,
     )
     results: list[dict[str, Any]] = []
 

@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
+from medcap.cli.options import (
+    DtypeOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+    VerifyOption,
+)
 from medcap.config import DEFAULTS, replace_set
 
 G = DEFAULTS.generation
@@ -67,6 +73,7 @@ def generator(
             f"(default: {'on' if G.lora_tensorboard else 'off'})",
         ),
     ] = None,
+    verify: VerifyOption = None,
 ) -> None:
     """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
     from medcap.generation.captioning import resolve_settings
@@ -94,7 +101,9 @@ def generator(
         else:
             cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
     cfg = resolve_settings(cfg, None, template=template)
-    result = train_generator(data, str(index), out, cfg, model_id=model, resume=resume, limit=limit)
+    result = train_generator(
+        data, str(index), out, cfg, model_id=model, resume=resume, limit=limit, verify=verify
+    )
     first = f"{result.losses[0]:.4f}" if result.losses else "-"
     last = f"{result.losses[-1]:.4f}" if result.losses else "-"
     typer.echo(

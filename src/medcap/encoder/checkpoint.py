@@ -3,13 +3,16 @@
 A checkpoint `X.pt` holds `{"state_dict": ...}` (what `open_clip.load_checkpoint` reads), and
 for resumable checkpoints also `"train_state"` (optimizer, scheduler, scaler, RNG, position).
 Its sidecar `X.json` holds the architecture, preprocessing, training config, metrics and the
-encoder fingerprint, so `load_encoder("X.pt")` needs nothing else.
+encoder fingerprint, so `load_encoder("X.pt")` needs nothing else. The fingerprint of a
+loaded checkpoint is always hashed from the weights loaded, never read from the sidecar;
+the hash is cached by the file's path, size and times (`remember_fingerprint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,10 @@ from medcap.atomic import write_atomic, write_json_atomic
 from medcap.encoder.spec import SIDECAR_FORMAT, read_json, sidecar_path
 from medcap.errors import CorruptArtifactError
 
+log = logging.getLogger(__name__)
+
 SIDECAR_VERSION = 1
+FINGERPRINT_DIR = "fingerprints"  # under medcap's cache folder: hashes of loaded weights
 
 
 def fingerprint_state(
@@ -71,16 +77,55 @@ def read_sidecar(checkpoint: Path) -> dict[str, Any]:
     return data
 
 
-def cached_fingerprint(checkpoint: Path, sidecar: Mapping[str, Any]) -> str | None:
-    """The sidecar's fingerprint, if it still matches the weights file (by size)."""
-    fingerprint = sidecar.get("fingerprint")
-    if not isinstance(fingerprint, str):
-        return None
+def checkpoint_key(checkpoint: Path) -> str | None:
+    """What identifies a checkpoint file's bytes without reading them: absolute path, size,
+    mtime_ns, and ctime_ns and inode (which `touch -d` cannot set back); None if absent."""
     try:
-        size = checkpoint.stat().st_size
+        st = checkpoint.stat()
     except OSError:
         return None
-    return fingerprint if sidecar.get("checkpoint_bytes") == size else None
+    return json.dumps(
+        [str(checkpoint.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    )
+
+
+def _fingerprint_file(key: str) -> Path:
+    from medcap.encoder.image_tower import cache_root
+
+    name = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return cache_root() / FINGERPRINT_DIR / f"{name}.json"
+
+
+def remembered_fingerprint(key: str | None) -> str | None:
+    """The fingerprint hashed earlier from the weights of the file identified by `key`.
+
+    A sidecar's own "fingerprint" is never trusted: a checkpoint's fingerprint comes only
+    from hashing the weights loaded from it (`remember_fingerprint`), so a file replaced
+    beside its sidecar gets a new key and is hashed again.
+    """
+    if key is None:
+        return None
+    try:
+        record = json.loads(_fingerprint_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    fingerprint = record.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
+def remember_fingerprint(key: str, fingerprint: str) -> None:
+    """Cache the fingerprint hashed from the weights loaded from the file `key` names."""
+    try:
+        write_json_atomic(_fingerprint_file(key), {"key": key, "fingerprint": fingerprint})
+    except OSError as exc:
+        log.info("not caching the checkpoint fingerprint (%s)", exc)
+
+
+def cached_fingerprint(checkpoint: Path) -> str | None:
+    """The fingerprint of `checkpoint` as it is now, if its weights were hashed before."""
+    return remembered_fingerprint(checkpoint_key(checkpoint))
 
 
 def load_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

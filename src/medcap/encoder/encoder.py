@@ -21,7 +21,11 @@ from PIL import Image
 
 from medcap.config import DEFAULTS, EncoderConfig, replace_set
 from medcap.devices import resolve_device
-from medcap.encoder.checkpoint import cached_fingerprint, fingerprint_state
+from medcap.encoder.checkpoint import (
+    fingerprint_state,
+    remember_fingerprint,
+    remembered_fingerprint,
+)
 from medcap.encoder.decode import decode_batches, skipped_entry
 from medcap.encoder.factory import BuiltModel, build_model
 from medcap.encoder.spec import parse_spec
@@ -81,6 +85,7 @@ class Encoder:
         self.preprocess_cfg = built.preprocess_cfg
         self.sidecar = built.sidecar
         self.checkpoint = checkpoint  # the .pt file, for checkpoint specs
+        self._checkpoint_key = built.checkpoint_key
         self.autocast_dtype = autocast_dtype(device, precision)
         pp = {k: tuple(v) if isinstance(v, list) else v for k, v in built.preprocess_cfg.items()}
         self.preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
@@ -95,12 +100,15 @@ class Encoder:
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 hex of architecture + weights (cached in a checkpoint's sidecar)."""
-        if self.sidecar is not None and self.checkpoint is not None:
-            cached = cached_fingerprint(self.checkpoint, self.sidecar)
-            if cached:
-                return cached
-        return fingerprint_state(self.architecture, self.model.state_dict())
+        """sha256 hex of architecture + the weights loaded (for a checkpoint, cached by the
+        file's path, size and times; never taken from its sidecar)."""
+        cached = remembered_fingerprint(self._checkpoint_key)
+        if cached:
+            return cached
+        fingerprint = fingerprint_state(self.architecture, self.model.state_dict())
+        if self._checkpoint_key is not None:
+            remember_fingerprint(self._checkpoint_key, fingerprint)
+        return fingerprint
 
     @property
     def logit_scale(self) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from medcap.encoder.checkpoint import read_sidecar
+from medcap.encoder.checkpoint import checkpoint_key, read_sidecar
 from medcap.encoder.hub import ensure_fetchable, fetch_failed
 from medcap.encoder.spec import (
     HUB_PREFIX,
@@ -37,6 +37,7 @@ class BuiltModel:
     tokenizer: Any
     architecture: dict[str, Any]
     sidecar: dict[str, Any] | None = None  # checkpoint specs only
+    checkpoint_key: str | None = None  # the loaded file's identity (checkpoint.checkpoint_key)
 
 
 def default_preprocess_cfg(image_size: Any) -> dict[str, Any]:
@@ -158,6 +159,7 @@ def _build_checkpoint(spec: EncoderSpec) -> BuiltModel:
     sidecar = read_sidecar(spec.path)
     architecture = sidecar["architecture"]
     model = model_from_config(architecture["config"])
+    key = checkpoint_key(spec.path)
     try:
         open_clip.load_checkpoint(model, str(spec.path), strict=True, weights_only=True)
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
@@ -171,7 +173,9 @@ def _build_checkpoint(spec: EncoderSpec) -> BuiltModel:
         tokenizer = make_tokenizer(architecture)
     except Exception as exc:  # noqa: BLE001 - a hub tokenizer that cannot be fetched
         raise fetch_failed(spec, exc) from None
-    return BuiltModel(model, pp, tokenizer, architecture, sidecar)
+    if key != checkpoint_key(spec.path):
+        key = None  # the file changed while it was read: its weights cannot be keyed
+    return BuiltModel(model, pp, tokenizer, architecture, sidecar, key)
 
 
 def build_model(spec: EncoderSpec, *, seed: int = 0, probe_timeout_s: float = 3.0) -> BuiltModel:

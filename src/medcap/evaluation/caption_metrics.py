@@ -6,6 +6,14 @@ scored corpus-level (see `coco_metrics`). With `imageclef=True`, both sides firs
 ImageCLEFmedical preprocessing (lower-case, digit runs -> "number", punctuation removed)
 and ROUGE-1 F1 is added. A metric that cannot run here (METEOR without Java, BERTScore
 without its local model) is listed under `unavailable` with the reason, never reported as 0.
+
+Duplicate image ids in a results file are an error by default (eval.duplicates "error"):
+they would count some images twice. With "mean", every row is scored as usual and every
+corpus score counts each image once: per-item scores (ROUGE-L, CIDEr-D, ROUGE-1,
+BERTScore, CLIPScore) are averaged over an image's rows first, and BLEU's n-gram counts
+and CIDEr-D's document frequencies weight each of an image's m rows by 1/m. METEOR's corpus
+score comes from the jar and cannot be weighted, so it is then unavailable. The report
+always says how many ids repeated.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 
 from medcap.config import EvalConfig
 from medcap.errors import CorruptArtifactError, InputError
-from medcap.evaluation.coco_metrics import bleu, cider_d, rouge_l
+from medcap.evaluation.coco_metrics import bleu, cider_d, rouge_l, weighted_mean
 from medcap.evaluation.meteor import meteor, meteor_unavailable_reason
 from medcap.evaluation.tokenize import imageclef_preprocess, ptb_tokenize
 from medcap.types import Skipped
@@ -75,8 +83,13 @@ def compute_caption_metrics(
     *,
     imageclef: bool = False,
     use_meteor: bool = True,
+    weights: Sequence[float] | None = None,
 ) -> CaptionMetrics:
-    """COCO metrics (plus ROUGE-1 with `imageclef`) for one candidate per reference list."""
+    """COCO metrics (plus ROUGE-1 with `imageclef`) for one candidate per reference list.
+
+    `weights` (one per item; see `duplicate_weights`) weight each item in every corpus
+    score; METEOR, whose corpus score the jar computes, is then unavailable.
+    """
     refs = _as_reference_lists(references)
     if len(refs) != len(candidates):
         raise ValueError(f"{len(refs)} references but {len(candidates)} candidates")
@@ -88,11 +101,15 @@ def compute_caption_metrics(
     out = CaptionMetrics()
     if not tok_cands:
         return out
-    corpus_bleu, item_bleu = bleu(tok_cands, tok_refs)
+    corpus_bleu, item_bleu = bleu(tok_cands, tok_refs, weights=weights)
     for n in range(4):
         out.metrics[f"BLEU-{n + 1}"] = corpus_bleu[n]
         out.per_item[f"BLEU-{n + 1}"] = item_bleu[n]
     reason = meteor_unavailable_reason() if use_meteor else "METEOR turned off (eval.meteor)"
+    if reason is None and weights is not None:
+        reason = (
+            "METEOR's corpus score (the jar's) cannot count each image once; remove the duplicates"
+        )
     if reason is None:
         try:
             out.metrics["METEOR"], out.per_item["METEOR"] = meteor(tok_cands, tok_refs)
@@ -100,13 +117,48 @@ def compute_caption_metrics(
             reason = str(exc)
     if reason is not None:
         out.unavailable["METEOR"] = reason
-    out.metrics["ROUGE-L"], out.per_item["ROUGE-L"] = rouge_l(tok_cands, tok_refs)
-    out.metrics["CIDEr"], out.per_item["CIDEr"] = cider_d(tok_cands, tok_refs)
+    _, out.per_item["ROUGE-L"] = rouge_l(tok_cands, tok_refs)
+    out.metrics["ROUGE-L"] = weighted_mean(out.per_item["ROUGE-L"], weights)
+    out.metrics["CIDEr"], out.per_item["CIDEr"] = cider_d(tok_cands, tok_refs, weights=weights)
     if imageclef:
         scores = [max(rouge1_f1(c, r) for r in rs) for c, rs in zip(candidates, refs, strict=True)]
-        out.metrics["ROUGE-1"] = sum(scores) / len(scores)
+        out.metrics["ROUGE-1"] = weighted_mean(scores, weights)
         out.per_item["ROUGE-1"] = scores
     return out
+
+
+def duplicate_weights(image_ids: Sequence[str]) -> tuple[dict[str, int], list[float] | None]:
+    """({image_id: rows} of the ids with more than one row, a weight of 1/rows per row).
+
+    The weights are None when every id is unique; with them every image counts once.
+    """
+    counts = Counter(image_ids)
+    repeated = {i: c for i, c in counts.items() if c > 1}
+    return repeated, [1.0 / counts[i] for i in image_ids] if repeated else None
+
+
+def duplicates_note(report: dict[str, Any]) -> str:
+    """One line on the repeated image ids of a `captions` report ("" for older reports)."""
+    found = report.get("duplicates")
+    if not found:
+        return ""
+    if not found["image_ids"]:
+        return "duplicates: none (one row per image id)"
+    return (
+        f"duplicates: {found['image_ids']} image id(s) had more than one row "
+        f"({found['extra_rows']} extra rows); each image's rows were averaged, so it counts once"
+    )
+
+
+def _duplicates_error(path: Path, repeated: dict[str, int]) -> InputError:
+    shown = sorted(repeated)[:3]
+    more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+    extra = sum(repeated.values()) - len(repeated)
+    return InputError(
+        f"{path}: {len(repeated)} image id(s) have more than one row ({', '.join(shown)}{more}; "
+        f"{extra} extra rows); remove the duplicates, or pass --duplicates mean to average "
+        "each image's rows"
+    )
 
 
 def score_captions(
@@ -194,9 +246,16 @@ def evaluate_caption_results(
     results = load_caption_results(path)
     if not results.candidates:
         raise InputError(f"{path}: no row has an original_caption; nothing to score")
+    repeated, weights = duplicate_weights(results.image_ids)
+    if repeated and cfg.duplicates == "error":
+        raise _duplicates_error(Path(path), repeated)
     imageclef = cfg.imageclef_preprocess
     scored = compute_caption_metrics(
-        results.references, results.candidates, imageclef=imageclef, use_meteor=cfg.meteor
+        results.references,
+        results.candidates,
+        imageclef=imageclef,
+        use_meteor=cfg.meteor,
+        weights=weights,
     )
     timings = {"coco_metrics_s": time.perf_counter() - start}
     if bertscore:
@@ -205,12 +264,15 @@ def evaluate_caption_results(
             t0 = time.perf_counter()
             prep = imageclef_preprocess if imageclef else (lambda s: s)
             try:
-                scored.metrics["BERTScore-F1"], scored.per_item["BERTScore-F1"] = bertscore_f1(
+                _, scored.per_item["BERTScore-F1"] = bertscore_f1(
                     [prep(c) for c in results.candidates],
                     [[prep(r)] for r in results.references],
                     model=cfg.bertscore_model,
                     num_layers=cfg.bertscore_num_layers,
                     batch_size=cfg.bertscore_batch_size,
+                )
+                scored.metrics["BERTScore-F1"] = weighted_mean(
+                    scored.per_item["BERTScore-F1"], weights
                 )
             except RuntimeError as exc:
                 reason = str(exc)
@@ -232,7 +294,11 @@ def evaluate_caption_results(
             weight=cfg.clipscore_weight,
         )
         for name in ("CLIPScore", "RefCLIPScore"):
-            scored.metrics[name] = clip[name]
+            scored.metrics[name] = (
+                clip[name]
+                if weights is None
+                else weighted_mean(clip["per_item"][name], [weights[i] for i in keep])
+            )
         clip_info = {"encoder": clip_encoder.spec, "items": len(keep)}
         clip_info["fingerprint"] = getattr(clip_encoder, "fingerprint", "")
         timings["clipscore_s"] = time.perf_counter() - t0
@@ -251,7 +317,14 @@ def evaluate_caption_results(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": {"eval": _asdict(cfg), "imageclef_preprocess": imageclef},
         "results_file": str(Path(path).resolve()),
-        "n": len(results.candidates),
+        "n": len(results.candidates) - sum(repeated.values()) + len(repeated),  # images
+        "rows": len(results.candidates),
+        "duplicates": {
+            "policy": cfg.duplicates,
+            "image_ids": len(repeated),
+            "extra_rows": sum(repeated.values()) - len(repeated),
+            "ids": sorted(repeated)[:50],
+        },
         "metrics": scored.metrics,
         "unavailable": scored.unavailable,
         "clipscore": clip_info,

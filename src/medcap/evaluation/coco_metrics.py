@@ -16,6 +16,10 @@ numbers are comparable with published COCO-style results:
   cosine (min(candidate, reference) weights) times a Gaussian length penalty with sigma 6,
   where, as in COCO's code, the "length" is the number of bigrams; averaged over n and
   references, times 10; the corpus score is the mean over items.
+
+Optional item `weights` (default 1 each) let several items share one image's place: BLEU
+sums weighted counts, CIDEr-D counts document frequencies and #items with the weights.
+Weights of 1/m for the m rows of an image make every image count once.
 """
 
 from __future__ import annotations
@@ -48,16 +52,29 @@ def _check(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> No
         raise ValueError("every candidate needs at least one reference")
 
 
+def weighted_mean(scores: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """Mean of per-item scores, each counted with its weight (plain mean without weights)."""
+    if weights is None:
+        return sum(scores) / len(scores) if scores else 0.0
+    total = sum(weights)
+    return sum(s * w for s, w in zip(scores, weights, strict=True)) / total if total else 0.0
+
+
 def bleu(
-    candidates: Sequence[str], references: Sequence[Sequence[str]], n_max: int = 4
+    candidates: Sequence[str],
+    references: Sequence[Sequence[str]],
+    n_max: int = 4,
+    weights: Sequence[float] | None = None,
 ) -> tuple[list[float], list[list[float]]]:
     """Corpus BLEU-1..n_max and per-item BLEU-1..n_max (lists indexed by n - 1)."""
     _check(candidates, references)
-    total_correct = [0] * n_max
-    total_guess = [0] * n_max
-    total_test = total_ref = 0
+    total_correct: list[float] = [0] * n_max
+    total_guess: list[float] = [0] * n_max
+    total_test: float = 0
+    total_ref: float = 0
     per_item: list[list[float]] = [[] for _ in range(n_max)]
-    for cand, refs in zip(candidates, references, strict=True):
+    for i, (cand, refs) in enumerate(zip(candidates, references, strict=True)):
+        weight = 1 if weights is None else weights[i]
         words = cand.split()
         test_len = len(words)
         counts = _ngrams(words, n_max)
@@ -74,10 +91,10 @@ def bleu(
             correct[len(gram) - 1] += min(count, max_ref[gram])
         guess = [max(0, test_len - k) for k in range(n_max)]
         for k in range(n_max):
-            total_correct[k] += correct[k]
-            total_guess[k] += guess[k]
-        total_test += test_len
-        total_ref += ref_len
+            total_correct[k] += weight * correct[k]
+            total_guess[k] += weight * guess[k]
+        total_test += weight * test_len
+        total_ref += weight * ref_len
         for k, score in enumerate(_bleu_from_counts(correct, guess, test_len, ref_len)):
             per_item[k].append(score)
     corpus = _bleu_from_counts(total_correct, total_guess, total_test, total_ref)
@@ -85,7 +102,7 @@ def bleu(
 
 
 def _bleu_from_counts(
-    correct: Sequence[int], guess: Sequence[int], test_len: float, ref_len: float
+    correct: Sequence[float], guess: Sequence[float], test_len: float, ref_len: float
 ) -> list[float]:
     scores = []
     product = 1.0
@@ -142,14 +159,17 @@ def cider_d(
     references: Sequence[Sequence[str]],
     n_max: int = 4,
     sigma: float = CIDER_SIGMA,
+    weights: Sequence[float] | None = None,
 ) -> tuple[float, list[float]]:
     """Mean CIDEr-D (x10) and per-item scores; idf comes from these references only."""
     _check(candidates, references)
     ref_counts = [[_ngrams(ref.split(), n_max) for ref in refs] for refs in references]
-    doc_freq: Counter[tuple[str, ...]] = Counter()
-    for counts in ref_counts:
-        doc_freq.update({gram for ref in counts for gram in ref})
-    log_items = math.log(float(len(candidates))) if candidates else 0.0
+    item_weights = [1.0] * len(candidates) if weights is None else list(weights)
+    doc_freq: dict[Gram, float] = {}
+    for counts, item_weight in zip(ref_counts, item_weights, strict=True):
+        for gram in {gram for ref in counts for gram in ref}:
+            doc_freq[gram] = doc_freq.get(gram, 0.0) + item_weight
+    log_items = math.log(sum(item_weights)) if candidates else 0.0
 
     def vector(counts: Counter[Gram]) -> tuple[list[dict[Gram, float]], list[float], int]:
         vec: list[dict[Gram, float]] = [{} for _ in range(n_max)]
@@ -157,7 +177,7 @@ def cider_d(
         bigrams = 0
         for gram, tf in counts.items():
             n = len(gram) - 1
-            weight = tf * (log_items - math.log(max(1.0, doc_freq[gram])))
+            weight = tf * (log_items - math.log(max(1.0, doc_freq.get(gram, 0.0))))
             vec[n][gram] = weight
             norms[n] += weight * weight
             if n == 1:  # COCO's "length" counts bigrams, not words
@@ -180,4 +200,4 @@ def cider_d(
                     value /= norm_c[n] * norm_r[n]
                 total[n] += value * penalty
         scores.append(sum(total) / n_max / len(counts) * CIDER_SCALE)
-    return (sum(scores) / len(scores) if scores else 0.0), scores
+    return weighted_mean(scores, weights), scores

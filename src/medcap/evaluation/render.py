@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap.evaluation import plots
+from medcap.evaluation.caption_metrics import duplicates_note
 from medcap.evaluation.report_tables import fmt, md_table, pct, retrieval_table, skipped_section
 
 SOURCE_DIR_KEY = "_source_dir"  # set by load_report, never stored: thumbnails stay findable
@@ -151,6 +152,8 @@ def render_captions(report: dict[str, Any], out: Path) -> list[str]:
         else "COCO tokenisation"
     )
     lines = [f"# Caption evaluation: {name}", "", f"{report['n']} captions scored ({mode}).", ""]
+    if note := duplicates_note(report):
+        lines += [note[0].upper() + note[1:] + ".", ""]
     rows = [[metric, fmt(value, 4)] for metric, value in report["metrics"].items()]
     rows += [[metric, f"unavailable: {reason}"] for metric, reason in report["unavailable"].items()]
     lines += [md_table(["metric", "value"], rows), ""]

@@ -57,6 +57,12 @@ def resolve_settings(
     return cfg
 
 
+def generator_model(cfg: GenerationConfig, model_id: str | None = None) -> str:
+    """The model `cfg.backend` loads: `model_id`, else the config's default ("" for consensus)."""
+    defaults = {"qwen2-vl": cfg.qwen2vl_model, "blip2-lora": cfg.blip2_model}
+    return model_id or defaults.get(cfg.backend, "")
+
+
 def build_backend(
     cfg: GenerationConfig = DEFAULTS.generation,
     *,

@@ -5,7 +5,8 @@ and can be split over machines (`--shard i/n`, then `merge_parts`). Layout of `D
 
     manifest.json        written last; format version, encoder spec + fingerprint (+ absolute
                          checkpoint path), dim, metric, count, sources, index type, factory
-                         string, search params, why `auto` chose it, file sizes, created_at
+                         string, search params, why `auto` chose it, file sizes and
+                         checksums (verified on open), created_at
     image.faiss          image vectors, row i = items row i (inner product over unit vectors)
     caption.faiss        caption vectors, same rows
     items.parquet        image_id, caption, cuis, split, image_path (absolute, only when the

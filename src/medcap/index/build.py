@@ -23,31 +23,30 @@ from numpy.typing import NDArray
 
 from medcap import __version__
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, IndexConfig, dump_config
+from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
+    describe_files,
     emb_dir_of,
-    file_sizes,
+    finish_index,
     link_or_copy,
     partial_dir,
+    shard_counts,
     swap_into_place,
     write_faiss,
     write_items,
     write_skipped,
 )
 from medcap.index.manifest import (
+    FORMAT_VERSION,
     MANIFEST_NAME,
     EncoderInfo,
-    IndexInfo,
-    Manifest,
-    ShardInfo,
     SourceInfo,
     now_iso,
     parse_part,
     write_manifest,
 )
-from medcap.index.planner import plan_index
 from medcap.index.shards import (
     Thumbnailer,
     ids_digest,
@@ -56,10 +55,12 @@ from medcap.index.shards import (
     shard_files,
     shard_ids,
     shard_name,
+    shard_problem,
     shard_skipped,
     write_shard,
 )
 from medcap.index.store import IndexDir, open_index
+from medcap.locking import output_lock
 from medcap.types import Record, Skipped
 
 LOG = logging.getLogger(__name__)
@@ -168,6 +169,11 @@ def _encode_all(
                 continue  # another part's chunk
             name = shard_name(i)
             meta = read_shard_meta(emb_dir, name) if resume else None
+            problem = shard_problem(emb_dir, name, meta) if meta is not None else None
+            if problem is not None:
+                LOG.warning("resume: shard %s in %s is damaged (%s); embedding it again",
+                            name, emb_dir, problem)  # fmt: skip
+                meta = None
             if meta is not None:
                 if meta["ids_digest"] != ids_digest([r.image_id for r in chunk]):
                     raise InputError(
@@ -229,92 +235,77 @@ def build_index(
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
     Writes into `<out_dir>.partial/` and renames it when complete; `resume` continues an
-    interrupted build from its finished shards. `source_skipped` (e.g. a dataset's
-    `.skipped` list, read after iteration) is added to the skipped list. `part` "i/n"
-    indexes every n-th shard-sized chunk from the i-th: a searchable index of its own,
-    which `merge_parts` joins with the other parts.
+    interrupted build from its finished shards (each verified against its checksums).
+    A failure that leaves nothing to resume (no complete shard, or no case at all)
+    removes the work directory. `source_skipped` (e.g. a dataset's `.skipped` list, read
+    after iteration) is added to the skipped list. `part` "i/n" indexes every n-th
+    shard-sized chunk from the i-th: a searchable index of its own (empty when no chunk
+    falls to it), which `merge_parts` joins with the other parts. Holds the output's
+    lock (medcap.locking) throughout.
 
     >>> enc = load_encoder("medcap-tiny")
     >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
     """
     cfg = cfg or DEFAULTS.index
-    if cfg.shard_size < 1:
-        raise InputError(f"shard_size must be at least 1 (got {cfg.shard_size})")
     out = Path(out_dir)
-    work = partial_dir(out)
-    check_replaceable(out, overwrite=overwrite)
-    if work.exists() and not resume:
-        raise InputError(
-            f"{work} holds an unfinished build; pass --resume to continue it or delete it"
-        )
     split = split if split is not None else cfg.split
     part_of = parse_part(part) if part else None
-    if resume and (work / MANIFEST_NAME).exists():  # killed between the manifest and the rename
-        swap_into_place(work, out, overwrite=overwrite)
-        return open_index(out, expected_fingerprint=encoder.fingerprint)
-    emb_dir = emb_dir_of(work)
-    emb_dir.mkdir(parents=True, exist_ok=True)
-    thumbs = make_thumbnail is not None and cfg.thumbnail_size > 0
-    _check_state(
-        work,
-        {
-            "spec": encoder.spec,
-            "fingerprint": encoder.fingerprint,
-            "shard_size": cfg.shard_size,
-            "dataset_fingerprint": dataset_fingerprint,
-            "split": split,
-            "part": part,
-            "started_at": now_iso(),
-        },
-    )
-    names, count, skipped = _encode_all(
-        records, encoder, emb_dir, first=0, cfg=cfg, seen=set(), source=dataset_name,
-        resume=resume, make_thumbnail=make_thumbnail if thumbs else None,
-        progress=progress, total=total, part=part_of,
-    )  # fmt: skip
-    skipped.extend(source_skipped or ())
-    for stale in sorted(emb_dir.glob("shard_*.json")):  # shards of a longer earlier input
-        if stale.stem.removeprefix("shard_") not in names:
-            remove_shard(emb_dir, stale.stem.removeprefix("shard_"))
-    if count == 0:
-        raise InputError(
-            f"no cases to index from {dataset_name or 'the records'} (split {split!r}); "
-            f"{len(skipped)} skipped; check the data"
+    with output_lock(out):
+        work = partial_dir(out)
+        check_replaceable(out, overwrite=overwrite)
+        if work.exists() and not resume:
+            raise InputError(
+                f"{work} holds an unfinished build; pass --resume to continue it or delete it"
+            )
+        if resume and (work / MANIFEST_NAME).exists():  # killed between manifest and rename
+            swap_into_place(work, out, overwrite=overwrite)
+            return open_index(out, expected_fingerprint=encoder.fingerprint)
+        emb_dir = emb_dir_of(work)
+        emb_dir.mkdir(parents=True, exist_ok=True)
+        thumbs = make_thumbnail is not None and cfg.thumbnail_size > 0
+        _check_state(
+            work,
+            {
+                "spec": encoder.spec,
+                "fingerprint": encoder.fingerprint,
+                "shard_size": cfg.shard_size,
+                "dataset_fingerprint": dataset_fingerprint,
+                "split": split,
+                "part": part,
+                "started_at": now_iso(),
+            },
         )
-    dim = encoder.embed_dim
-    plan = plan_index(count, dim, cfg)
-    LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
-    write_faiss(work, emb_dir, names, plan, dim)
-    write_items(work, emb_dir, names, thumbnails=thumbs)
-    write_skipped(work, skipped)
-    dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
-    (work / STATE_NAME).unlink()
-    manifest = Manifest(
-        encoder=EncoderInfo(encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)),
-        dim=dim,
-        count=count,
-        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
-        shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-        files=file_sizes(work),
-        skipped_count=len(skipped),
-        has_thumbnails=thumbs,
-        created_at=now_iso(),
-        medcap_version=__version__,
-        part=part,
-    )
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    swap_into_place(work, out, overwrite=overwrite)
-    return open_index(out, expected_fingerprint=encoder.fingerprint)
-
-
-def _shard_counts(emb_dir: Path, names: Sequence[str]) -> list[tuple[str, int]]:
-    out = []
-    for n in names:
-        meta = read_shard_meta(emb_dir, n)
-        assert meta is not None
-        out.append((n, int(meta["count"])))
-    return out
+        try:
+            names, count, skipped = _encode_all(
+                records, encoder, emb_dir, first=0, cfg=cfg, seen=set(), source=dataset_name,
+                resume=resume, make_thumbnail=make_thumbnail if thumbs else None,
+                progress=progress, total=total, part=part_of,
+            )  # fmt: skip
+        except BaseException:
+            if not any(emb_dir.glob("shard_*.json")):
+                shutil.rmtree(work, ignore_errors=True)  # nothing a resume could reuse
+            raise
+        skipped.extend(source_skipped or ())
+        for stale in sorted(emb_dir.glob("shard_*.json")):  # shards of a longer earlier input
+            if stale.stem.removeprefix("shard_") not in names:
+                remove_shard(emb_dir, stale.stem.removeprefix("shard_"))
+        if count == 0 and part_of is None:
+            shutil.rmtree(work, ignore_errors=True)  # a resume would find no case either
+            raise InputError(
+                f"no cases to index from {dataset_name or 'the records'} (split {split!r}); "
+                f"{len(skipped)} skipped; check the data"
+            )
+        (work / STATE_NAME).unlink()
+        encoder_info = EncoderInfo(
+            encoder.spec, encoder.fingerprint, encoder.embed_dim, _checkpoint_path(encoder.spec)
+        )
+        source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso())
+        finish_index(
+            work, names, skipped, cfg, encoder=encoder_info, source=source, thumbnails=thumbs,
+            part=part,
+        )  # fmt: skip
+        swap_into_place(work, out, overwrite=overwrite)
+        return open_index(out, expected_fingerprint=encoder.fingerprint, verify=False)
 
 
 def add_to_index(
@@ -330,62 +321,71 @@ def add_to_index(
     total: int | None = None,
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
+    verify: bool | None = None,
 ) -> tuple[IndexDir, int]:
     """Append new cases to an index built with the same encoder; returns (index, added).
 
     Cases whose image_id is already indexed are skipped. The new directory is written
-    next to the old one and swapped in, so the index is never half-updated.
+    next to the old one and swapped in, so the index is never half-updated. `verify`
+    checks the existing files' checksums first (default: IndexConfig.verify). Holds the
+    index's lock (medcap.locking) throughout.
     """
     cfg = cfg or DEFAULTS.index
     path = Path(index_dir)
-    old = open_index(path, expected_fingerprint=encoder.fingerprint)
-    if old.manifest.part:
-        raise InputError(
-            f"{path} is part {old.manifest.part} of a sharded build; merge the parts with "
-            "`medcap index merge` and add to the merged index"
-        )
-    work = partial_dir(path)
-    if work.exists():
-        raise InputError(f"{work} exists (an interrupted build or add); delete it and run again")
-    emb_dir = emb_dir_of(work)
-    emb_dir.mkdir(parents=True)
-    try:
-        old_names = [s.name for s in old.manifest.shards]
-        for name in old_names:
-            for file in shard_files(emb_dir_of(path), name):
-                link_or_copy(file, emb_dir / file.name)
-        thumbs = old.manifest.has_thumbnails
-        new_names, added, skipped = _encode_all(
-            records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
-            seen=set(old.image_ids()), source=dataset_name, resume=False,
-            make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
-        )  # fmt: skip
-        skipped.extend(source_skipped or ())
-        if added == 0:
+    with output_lock(path):
+        old = open_index(path, expected_fingerprint=encoder.fingerprint, verify=verify)
+        if old.manifest.part:
             raise InputError(
-                f"no new cases to add from {dataset_name or 'the records'}: all were already "
-                f"indexed or skipped ({len(skipped)} skipped)"
+                f"{path} is part {old.manifest.part} of a sharded build; merge the parts with "
+                "`medcap index merge` and add to the merged index"
             )
-        names = old_names + new_names
-        write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
-        write_items(work, emb_dir, names, thumbnails=thumbs)
-        write_skipped(work, [*old.skipped(), *skipped])
-        m = old.manifest
-        manifest = dataclasses.replace(
-            m,
-            count=m.count + added,
-            sources=(
-                *m.sources,
-                SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
-            ),
-            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-            files=file_sizes(work),
-            skipped_count=m.skipped_count + len(skipped),
-            medcap_version=__version__,
-        )
-        write_manifest(manifest, work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    swap_into_place(work, path, overwrite=True)
-    return open_index(path, expected_fingerprint=encoder.fingerprint), added
+        work = partial_dir(path)
+        if work.exists():
+            raise InputError(
+                f"{work} exists (an interrupted build or add); delete it and run again"
+            )
+        emb_dir = emb_dir_of(work)
+        emb_dir.mkdir(parents=True)
+        try:
+            old_names = [s.name for s in old.manifest.shards]
+            for name in old_names:
+                for file in shard_files(emb_dir_of(path), name):
+                    link_or_copy(file, emb_dir / file.name)
+            thumbs = old.manifest.has_thumbnails
+            new_names, added, skipped = _encode_all(
+                records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
+                seen=set(old.image_ids()), source=dataset_name, resume=False,
+                make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
+            )  # fmt: skip
+            skipped.extend(source_skipped or ())
+            if added == 0:
+                raise InputError(
+                    f"no new cases to add from {dataset_name or 'the records'}: all were already "
+                    f"indexed or skipped ({len(skipped)} skipped)"
+                )
+            names = old_names + new_names
+            write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
+            write_items(work, emb_dir, names, thumbnails=thumbs)
+            write_skipped(work, [*old.skipped(), *skipped])
+            m = old.manifest
+            sizes, checksums = describe_files(work)
+            manifest = dataclasses.replace(
+                m,
+                count=m.count + added,
+                sources=(
+                    *m.sources,
+                    SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
+                ),
+                shards=shard_counts(emb_dir, names),
+                files=sizes,
+                checksums=checksums,
+                skipped_count=m.skipped_count + len(skipped),
+                format_version=FORMAT_VERSION,
+                medcap_version=__version__,
+            )
+            write_manifest(manifest, work)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        swap_into_place(work, path, overwrite=True)
+        return open_index(path, expected_fingerprint=encoder.fingerprint, verify=False), added

@@ -19,6 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medcap import __version__
+from medcap.checksums import file_checksum
+from medcap.config import IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index import faiss_ops
 from medcap.index.manifest import (
@@ -29,14 +32,21 @@ from medcap.index.manifest import (
     SKIPPED_NAME,
     TARGETS,
     THUMBS_NAME,
+    EncoderInfo,
     IndexInfo,
+    Manifest,
+    ShardInfo,
+    SourceInfo,
+    now_iso,
+    write_manifest,
 )
-from medcap.index.planner import IndexPlan
+from medcap.index.planner import IndexPlan, plan_index
 from medcap.index.shards import (
     ITEM_SCHEMA,
     ShardVectors,
     load_shard_vectors,
     read_shard_items,
+    read_shard_meta,
     to_unit_float32,
 )
 from medcap.types import Skipped
@@ -111,13 +121,73 @@ def write_skipped(work: Path, skipped: Sequence[Skipped]) -> None:
             f.write(json.dumps(asdict(s)) + "\n")
 
 
-def file_sizes(work: Path) -> dict[str, int]:
-    """Size in bytes of every file under `work` (relative names), the manifest excluded."""
+def describe_files(work: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """(sizes in bytes, checksums) of every file under `work` by relative name, the
+    manifest excluded: what the manifest records and `open_index` verifies."""
     sizes: dict[str, int] = {}
+    checksums: dict[str, str] = {}
     for path in sorted(work.rglob("*")):
         if path.is_file() and path.name != MANIFEST_NAME and not path.name.endswith(".tmp"):
-            sizes[path.relative_to(work).as_posix()] = path.stat().st_size
-    return sizes
+            name = path.relative_to(work).as_posix()
+            sizes[name] = path.stat().st_size
+            checksums[name] = file_checksum(path)
+    return sizes, checksums
+
+
+def shard_counts(emb_dir: Path, names: Sequence[str]) -> tuple[ShardInfo, ...]:
+    """Name and case count of each complete shard, in order."""
+    out = []
+    for name in names:
+        meta = read_shard_meta(emb_dir, name)
+        assert meta is not None
+        out.append(ShardInfo(name, int(meta["count"])))
+    return tuple(out)
+
+
+def _empty_part_plan(cfg: IndexConfig) -> IndexPlan:
+    reason = "empty part of a sharded build: no case fell to it (merge plans the whole index)"
+    return IndexPlan("flat", "Flat", {}, reason, cfg.index_type)
+
+
+def finish_index(
+    work: Path,
+    names: Sequence[str],
+    skipped: Sequence[Skipped],
+    cfg: IndexConfig,
+    *,
+    encoder: EncoderInfo,
+    source: SourceInfo,
+    thumbnails: bool,
+    part: str = "",
+) -> Manifest:
+    """Write the FAISS files, items, skipped list and config of `work` from its shards
+    `names` (`source.count` cases; 0 only for an empty part), then, last, the manifest
+    with the size and checksum of every file. Returns the manifest."""
+    emb_dir, dim, count = emb_dir_of(work), encoder.embed_dim, source.count
+    plan = plan_index(count, dim, cfg) if count else _empty_part_plan(cfg)
+    LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
+    write_faiss(work, emb_dir, names, plan, dim)
+    write_items(work, emb_dir, names, thumbnails=thumbnails)
+    write_skipped(work, skipped)
+    dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
+    sizes, checksums = describe_files(work)
+    manifest = Manifest(
+        encoder=encoder,
+        dim=dim,
+        count=count,
+        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
+        sources=(source,),
+        shards=shard_counts(emb_dir, names),
+        files=sizes,
+        checksums=checksums,
+        skipped_count=len(skipped),
+        has_thumbnails=thumbnails,
+        created_at=now_iso(),
+        medcap_version=__version__,
+        part=part,
+    )
+    write_manifest(manifest, work)  # last: from here on the directory is an index
+    return manifest
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -132,6 +202,8 @@ def check_replaceable(out: Path, *, overwrite: bool) -> None:
     """Refuse to replace `out` unless asked to, and never replace a non-index directory."""
     if not out.exists():
         return
+    if not out.is_dir():
+        raise InputError(f"{out} is a file, not an index directory; choose another --out")
     if not overwrite:
         raise InputError(
             f"{out} already exists; pass --overwrite to replace it or choose another --out"

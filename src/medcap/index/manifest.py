@@ -1,14 +1,21 @@
 """The index directory's `manifest.json`: what was indexed, with which encoder, how.
 
 The manifest is written last, after every other file of the directory is complete, so
-its presence is what makes a directory an index. It records the size of each file so
-that a truncated or replaced file is caught when the index is opened, before FAISS or
-pyarrow read it.
+its presence is what makes a directory an index. It records the size and the checksum
+(medcap.checksums) of each file, so that a truncated, replaced or altered file is caught
+when the index is opened, before FAISS or pyarrow read it.
+
+Format 2 added the checksums. A format-1 index cannot be verified: it opens only when
+verification is turned off (`--no-verify`), with a logged warning, and otherwise is
+refused with the advice to rebuild it. Refusing by default keeps the promise that every
+opened index was checked; the escape hatch keeps an old index usable while it is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +24,9 @@ from typing import Any
 from medcap.atomic import write_json_atomic
 from medcap.errors import CorruptArtifactError, IndexMismatchError, InputError
 
-FORMAT_VERSION = 1
+LOG = logging.getLogger(__name__)
+FORMAT_VERSION = 2
+UNVERIFIABLE_VERSION = 1  # no checksums: opened only without verification
 MANIFEST_NAME = "manifest.json"
 METRIC = "inner_product"  # over L2-normalised float32 vectors, i.e. cosine similarity
 TARGETS: tuple[str, ...] = ("images", "captions")
@@ -79,6 +88,7 @@ class Manifest:
     sources: tuple[SourceInfo, ...]
     shards: tuple[ShardInfo, ...]
     files: dict[str, int]  # file name relative to the directory -> size in bytes
+    checksums: dict[str, str] = field(default_factory=dict)  # same names -> "algo:hex"
     skipped_count: int = 0
     has_thumbnails: bool = False
     metric: str = METRIC
@@ -112,10 +122,21 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
-    """Build a Manifest from its JSON dict; `where` names the file in errors."""
+def parse_manifest(raw: dict[str, Any], where: str, *, verify: bool = True) -> Manifest:
+    """Build a Manifest from its JSON dict; `where` names the file in errors.
+
+    A format-1 manifest (no checksums) is refused when `verify`, else read with a warning.
+    """
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version == UNVERIFIABLE_VERSION and verify:
+        raise InputError(
+            f"{where}: index format 1 records no checksums, so its files cannot be verified; "
+            "rebuild the index with `medcap index build` (or pass --no-verify to open it "
+            "unverified)"
+        )
+    if version == UNVERIFIABLE_VERSION:
+        LOG.warning("%s: index format 1 has no checksums; opening it unverified", where)
+    elif version != FORMAT_VERSION:
         raise CorruptArtifactError(
             f"{where}: index format version {version!r} is not supported (this medcap reads "
             f"version {FORMAT_VERSION}); rebuild the index with `medcap index build`"
@@ -129,6 +150,7 @@ def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
             sources=tuple(SourceInfo(**s) for s in raw["sources"]),
             shards=tuple(ShardInfo(**s) for s in raw["shards"]),
             files={str(k): int(v) for k, v in raw["files"].items()},
+            checksums={str(k): str(v) for k, v in raw.get("checksums", {}).items()},
             skipped_count=int(raw.get("skipped_count", 0)),
             has_thumbnails=bool(raw.get("has_thumbnails", False)),
             metric=str(raw["metric"]),
@@ -143,8 +165,8 @@ def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
         ) from None
 
 
-def read_manifest(directory: Path) -> Manifest:
-    """Read and check `directory/manifest.json`."""
+def read_manifest(directory: Path, *, verify: bool = True) -> Manifest:
+    """Read and check `directory/manifest.json` (see `parse_manifest` for `verify`)."""
     path = directory / MANIFEST_NAME
     try:
         raw = json.loads(path.read_text())
@@ -156,7 +178,19 @@ def read_manifest(directory: Path) -> Manifest:
         raise CorruptArtifactError(f"{path}: not valid JSON ({exc}); rebuild the index") from None
     if not isinstance(raw, dict):
         raise CorruptArtifactError(f"{path}: expected a JSON object; rebuild the index")
-    return parse_manifest(raw, str(path))
+    return parse_manifest(raw, str(path), verify=verify)
+
+
+def index_fingerprint(directory: Path) -> str:
+    """sha256 hex of `directory/manifest.json`: it records every file's checksum, so any
+    rebuild, addition or change of the index gives another value (a run's identity)."""
+    path = directory / MANIFEST_NAME
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        raise InputError(
+            f"{path} is missing: {directory} is not an index; build one with `medcap index build`"
+        ) from None
 
 
 def write_manifest(manifest: Manifest, directory: Path) -> Path:

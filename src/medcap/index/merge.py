@@ -14,32 +14,25 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from medcap import __version__
-from medcap.config import DEFAULTS, IndexConfig, dump_config
+from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
     emb_dir_of,
-    file_sizes,
+    finish_index,
     link_or_copy,
     partial_dir,
     swap_into_place,
-    write_faiss,
-    write_items,
-    write_skipped,
 )
 from medcap.index.manifest import (
-    IndexInfo,
     Manifest,
-    ShardInfo,
     SourceInfo,
     now_iso,
     parse_part,
-    write_manifest,
 )
-from medcap.index.planner import plan_index
 from medcap.index.shards import drop_rows, shard_files, shard_ids
 from medcap.index.store import IndexDir, open_index
+from medcap.locking import output_lock
 from medcap.types import Skipped
 
 LOG = logging.getLogger(__name__)
@@ -90,28 +83,35 @@ def merge_parts(
     cfg: IndexConfig | None = None,
     *,
     overwrite: bool = False,
+    verify: bool | None = None,
 ) -> IndexDir:
-    """Merge every part of a `--shard i/n` build into the index directory `out_dir`."""
+    """Merge every part of a `--shard i/n` build into the index directory `out_dir`.
+
+    Parts that indexed no case are valid and add nothing. `verify` checks each part's
+    checksums (default: IndexConfig.verify). Holds the output's lock (medcap.locking).
+    """
     cfg = cfg or DEFAULTS.index
     if not part_dirs:
         raise InputError("nothing to merge: pass the part directories")
-    parts = [open_index(p) for p in part_dirs]
-    _check_parts(parts)
     out = Path(out_dir)
-    work = partial_dir(out)
-    check_replaceable(out, overwrite=overwrite)
-    if work.exists():
-        raise InputError(f"{work} exists (an interrupted build or merge); delete it and run again")
-    emb_dir = emb_dir_of(work)
-    emb_dir.mkdir(parents=True)
-    try:
-        manifest = _merge_into(work, parts, cfg)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    swap_into_place(work, out, overwrite=overwrite)
-    return open_index(out, expected_fingerprint=manifest.fingerprint)
+    with output_lock(out):
+        parts = [open_index(p, verify=verify) for p in part_dirs]
+        _check_parts(parts)
+        work = partial_dir(out)
+        check_replaceable(out, overwrite=overwrite)
+        if work.exists():
+            raise InputError(
+                f"{work} exists (an interrupted build or merge); delete it and run again"
+            )
+        emb_dir = emb_dir_of(work)
+        emb_dir.mkdir(parents=True)
+        try:
+            manifest = _merge_into(work, parts, cfg)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        swap_into_place(work, out, overwrite=overwrite)
+        return open_index(out, expected_fingerprint=manifest.fingerprint, verify=False)
 
 
 def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Manifest:
@@ -136,27 +136,16 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
             dropped += skipped
         seen.update(ids)
         counts.append(count)
-    total = sum(counts)
     first = parts[0].manifest
-    plan = plan_index(total, first.dim, cfg)
-    thumbs = all(p.manifest.has_thumbnails for p in parts)
-    write_faiss(work, emb_dir, names, plan, first.dim)
-    write_items(work, emb_dir, names, thumbnails=thumbs)
     # Every part lists the reader's own skips (empty captions, ...): keep each entry once.
     skipped_all = list(dict.fromkeys([s for p in parts for s in p.skipped()] + dropped))
-    write_skipped(work, skipped_all)
-    dump_config(cfg, work / "config.json")
-    source = first.sources[0]
-    return Manifest(
+    data = first.sources[0]
+    return finish_index(
+        work,
+        names,
+        skipped_all,
+        cfg,
         encoder=first.encoder,
-        dim=first.dim,
-        count=total,
-        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(source.dataset, source.fingerprint, source.split, total, now_iso()),),
-        shards=tuple(ShardInfo(n, c) for n, c in zip(names, counts, strict=True)),
-        files=file_sizes(work),
-        skipped_count=len(skipped_all),
-        has_thumbnails=thumbs,
-        created_at=now_iso(),
-        medcap_version=__version__,
+        source=SourceInfo(data.dataset, data.fingerprint, data.split, sum(counts), now_iso()),
+        thumbnails=all(p.manifest.has_thumbnails for p in parts),
     )

@@ -4,7 +4,8 @@ Shard `NNNNN` is `image_NNNNN.npy`, `caption_NNNNN.npy` (float16, (m, d)),
 `items_NNNNN.parquet` (m rows: image_id, caption, cuis, split, image_path, extra JSON,
 thumbnail) and `shard_NNNNN.json`, written last: a shard is complete exactly when its
 JSON exists. The JSON holds a digest of the input ids so a resumed build can check
-that the same records come in the same order.
+that the same records come in the same order, and the size and checksum of each data
+file so that a resumed build re-embeds a shard that was truncated or altered since.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from medcap.atomic import temp_files_of, write_atomic, write_json_atomic
+from medcap.checksums import checksum_matches, file_checksum
 from medcap.errors import CorruptArtifactError
 from medcap.types import Record, Skipped
 
@@ -62,14 +64,40 @@ def meta_path(emb_dir: Path, name: str) -> Path:
     return emb_dir / f"shard_{name}.json"
 
 
-def shard_files(emb_dir: Path, name: str) -> list[Path]:
-    """All files of one shard."""
+def data_files(emb_dir: Path, name: str) -> list[Path]:
+    """The files of one shard that its JSON describes (vectors and items)."""
     return [
         vector_path(emb_dir, name, "images"),
         vector_path(emb_dir, name, "captions"),
         items_path(emb_dir, name),
-        meta_path(emb_dir, name),
     ]
+
+
+def shard_files(emb_dir: Path, name: str) -> list[Path]:
+    """All files of one shard."""
+    return [*data_files(emb_dir, name), meta_path(emb_dir, name)]
+
+
+def _describe(files: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    return {f.name: {"size": f.stat().st_size, "checksum": file_checksum(f)} for f in files}
+
+
+def shard_problem(emb_dir: Path, name: str, meta: dict[str, Any]) -> str | None:
+    """Why a complete shard's files cannot be trusted (missing, resized, altered), or None."""
+    recorded = meta.get("files")
+    files = data_files(emb_dir, name)
+    if not isinstance(recorded, dict) or set(recorded) != {f.name for f in files}:
+        return "its record lists no file checksums"
+    for file in files:
+        entry = recorded[file.name]
+        if not file.is_file():
+            return f"{file.name} is missing"
+        size = file.stat().st_size
+        if size != entry.get("size"):
+            return f"{file.name} is {size} bytes, not {entry.get('size')}"
+        if not checksum_matches(file, str(entry.get("checksum"))):
+            return f"{file.name} does not match its checksum"
+    return None
 
 
 def ids_digest(ids: Sequence[str]) -> str:
@@ -144,6 +172,7 @@ def write_shard(
         "ids_digest": ids_digest(input_ids),
         "count": len(records),
         "skipped": [asdict(s) for s in skipped],
+        "files": _describe(data_files(emb_dir, name)),
     }
     write_json_atomic(meta_path(emb_dir, name), meta)
     return len(records)
@@ -268,5 +297,6 @@ def drop_rows(emb_dir: Path, name: str, image_ids: set[str], skipped: Sequence[S
     _write_items(items_path(emb_dir, name), table.filter(pa.array(keep)))
     meta["count"] = int(keep.sum())
     meta["skipped"] = [*meta.get("skipped", []), *(asdict(s) for s in skipped)]
+    meta["files"] = _describe(data_files(emb_dir, name))
     write_json_atomic(meta_path(emb_dir, name), meta)
     return int(meta["count"])

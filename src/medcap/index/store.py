@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from medcap.checksums import checksum_matches
 from medcap.config import DEFAULTS
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.index.manifest import (
@@ -28,6 +29,7 @@ from medcap.index.manifest import (
     SKIPPED_NAME,
     TARGETS,
     THUMBS_NAME,
+    UNVERIFIABLE_VERSION,
     Manifest,
     check_fingerprint,
     read_manifest,
@@ -38,6 +40,9 @@ from medcap.types import Hit, Skipped
 
 LOG = logging.getLogger(__name__)
 TIE_EPS = 1e-6  # cosine scores closer than this are ties, ordered by row
+# Scores are inner products of unit vectors: outside [-1, 1] by more than float rounding
+# (float16 shards re-normalised, float32 sums) they can only come from a damaged file.
+SCORE_EPS = 1e-3
 Target = Literal["images", "captions"]
 
 
@@ -211,6 +216,8 @@ class IndexDir:
         if exclude_ids is not None and len(exclude_ids) != len(q):
             raise InputError(f"exclude_ids has {len(exclude_ids)} entries for {len(q)} queries")
         n = len(self)
+        if n == 0:
+            return [[] for _ in range(len(q))]  # an empty part of a sharded build
         if k > n:
             LOG.warning("note: k=%d is larger than the index (%d cases); returning %d", k, n, n)
             k = n
@@ -218,6 +225,7 @@ class IndexDir:
         searcher = self.searcher(target)
         fetch = min(n, k + (1 if any(r is not None for r in excluded) else 0) + 1)
         scores, rows = searcher.search(q, fetch)
+        self._check_scores(q, scores, rows, target)
         # Most result lists are full and tie-free: those skip the per-query sort.
         clean = np.all(rows >= 0, axis=1) & np.all(scores[:, :-1] - scores[:, 1:] > TIE_EPS, axis=1)
         rows_list, scores_list = rows.tolist(), scores.tolist()
@@ -235,6 +243,31 @@ class IndexDir:
                 ordered = self._resolve_tie(searcher, q[i], ordered, need, excluded[i])
             results.append(ordered[:need])
         return results
+
+    def _check_scores(
+        self,
+        queries: NDArray[np.float32],
+        scores: NDArray[np.float32],
+        rows: NDArray[np.int64],
+        target: str,
+    ) -> None:
+        """Refuse scores that no stored unit vector can give (a damaged index file).
+
+        |q . v| <= |q| for a unit v: the bound scales with each query's norm, so queries
+        that are not normalised are never mistaken for damage.
+        """
+        info = self.manifest.index
+        if info.type == "ivfpq" and not int(info.params.get("rerank_factor", 0)):
+            return  # PQ codes give approximate scores, which may stray past the bound
+        bound = np.linalg.norm(queries, axis=1, keepdims=True) * (1 + SCORE_EPS) + SCORE_EPS
+        bad = (rows >= 0) & ~(np.abs(scores) <= bound)  # NaN fails the test too
+        if bad.any():
+            raise CorruptArtifactError(
+                f"{self.path / INDEX_FILES[target]} gave a similarity of "
+                f"{float(scores[bad][0]):.4g}, outside [-1, 1] for unit vectors: the index is "
+                "damaged; rebuild it with `medcap index build` (opening it with verification "
+                "names the damaged file)"
+            )
 
     def _resolve_tie(
         self,
@@ -282,7 +315,8 @@ def _check_target(target: str) -> None:
         raise InputError(f"unknown search target {target!r}; valid: {', '.join(TARGETS)}")
 
 
-def _check_files(path: Path, manifest: Manifest) -> None:
+def _check_files(path: Path, manifest: Manifest, *, verify: bool) -> None:
+    """Every listed file exists with its recorded size; with `verify`, its checksum too."""
     required = [*INDEX_FILES.values(), ITEMS_NAME]
     for name in required:
         if name not in manifest.files:
@@ -301,6 +335,15 @@ def _check_files(path: Path, manifest: Manifest) -> None:
                 f"{file} is {actual} bytes but the manifest says {size}: the file is truncated "
                 "or was replaced; rebuild the index with `medcap index build`"
             )
+    if not verify or manifest.format_version == UNVERIFIABLE_VERSION:
+        return
+    for name in manifest.files:
+        recorded = manifest.checksums.get(name)
+        if recorded is None or not checksum_matches(path / name, recorded):
+            raise CorruptArtifactError(
+                f"{path / name} does not match the checksum in {path / 'manifest.json'}: "
+                "the file was altered or damaged; rebuild the index with `medcap index build`"
+            )
 
 
 def open_index(
@@ -309,13 +352,17 @@ def open_index(
     expected_fingerprint: str | None = None,
     device: str | None = None,
     preload: bool = False,
+    verify: bool | None = None,
 ) -> IndexDir:
     """Open and check an index directory.
 
     Checks the manifest (format version), the encoder fingerprint against
     `expected_fingerprint` (IndexMismatchError naming both), that every file has the
-    size the manifest recorded, and the item count. FAISS files load on first search
-    (or now with `preload`). device: "auto" | "cpu" | "cuda[:N]" (default from config).
+    size and (with `verify`, default IndexConfig.verify) the checksum the manifest
+    recorded, and the item count. Without `verify` only searches guard against damage,
+    by refusing scores no pair of unit vectors can have. FAISS files load on first
+    search (or now with `preload`). device: "auto" | "cpu" | "cuda[:N]" (default from
+    config).
     """
     from medcap.index.finalize import partial_dir
 
@@ -336,9 +383,10 @@ def open_index(
             f"{path} is not an index directory (no manifest.json); "
             "build one with `medcap index build`"
         )
-    manifest = read_manifest(path)
+    verify = DEFAULTS.index.verify if verify is None else verify
+    manifest = read_manifest(path, verify=verify)
     check_fingerprint(manifest, expected_fingerprint, str(path))
-    _check_files(path, manifest)
+    _check_files(path, manifest, verify=verify)
     items = read_parquet(
         path / ITEMS_NAME, columns=["image_id", "caption", "cuis", "split", "image_path", "extra"]
     )

@@ -35,6 +35,14 @@ def _target(mode: str) -> Literal["images", "captions"]:
     return "images" if mode == "images" else "captions"
 
 
+def check_text_queries(texts: Sequence[str]) -> None:
+    """Refuse empty or blank text queries (the encoder would embed them all the same)."""
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            which = f" {number} of {len(texts)}" if len(texts) > 1 else ""
+            raise InputError(f"text query{which} is empty; give words to search for")
+
+
 class Retriever:
     """Search an index with the encoder that built it.
 
@@ -74,8 +82,12 @@ class Retriever:
         mode: SearchMode = DEFAULTS.retrieval.text_mode,
         exclude_ids: Sequence[str | None] | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits for each query text: images (text -> image) or captions (text -> text)."""
+        """Top-k hits for each query text: images (text -> image) or captions (text -> text).
+
+        An empty or blank text is refused (InputError): it has no meaning to search for.
+        """
         target = _target(mode)
+        check_text_queries(texts)
         if not texts:
             return []
         queries = self.encoder.encode_texts(list(texts))
@@ -124,6 +136,36 @@ def resolve_model(index: IndexDir, model: str | None) -> str:
     return info.spec
 
 
+def load_index_encoder(
+    index: IndexDir, model: str | None = None, *, device: str = "auto"
+) -> Encoder:
+    """Load the encoder of `index` (or `model`), refused unless its weights built the index.
+
+    Every query path loads its encoder here or hands it to `Retriever`, which checks the
+    same way, so no query is ever embedded by an encoder other than the index's.
+    """
+    from medcap.encoder import load_encoder
+
+    encoder = load_encoder(resolve_model(index, model), device=device)
+    check_fingerprint(index.manifest, encoder.fingerprint, str(index.path))
+    return encoder
+
+
+def _tower_is_requested(index: IndexDir, model: str | None) -> bool:
+    """Whether the image tower cached under the index's fingerprint is the encoder asked
+    for: always without `model`; for a checkpoint `model` when its weights were hashed
+    before (a known other fingerprint is refused at once); otherwise unknown (False)."""
+    if not model or not Path(model).expanduser().exists():
+        return not model
+    from medcap.encoder.checkpoint import cached_fingerprint
+    from medcap.encoder.spec import parse_spec
+
+    spec = parse_spec(model)
+    fingerprint = cached_fingerprint(spec.path) if spec.path and spec.kind == "checkpoint" else None
+    check_fingerprint(index.manifest, fingerprint, str(index.path))
+    return fingerprint is not None
+
+
 def open_retriever(
     index_dir: str | Path,
     *,
@@ -131,31 +173,31 @@ def open_retriever(
     model: str | None = None,
     index_device: str | None = None,
     image_tower: bool = False,
+    verify: bool | None = None,
 ) -> Retriever:
     """Open an index directory and load its encoder (or `model`); refuses another encoder.
 
-    device is the encoder's; index_device the search back-end's (default from config).
-    With `image_tower` on the CPU, image queries use the encoder's cached traced image
-    tower (medcap.encoder.image_tower), which starts without importing open_clip; the
-    full encoder then loads only if texts or records are searched, and a missing cache
-    entry is written for next time.
+    device is the encoder's; index_device the search back-end's (default from config);
+    verify checks the index files' checksums (default IndexConfig.verify). With
+    `image_tower` on the CPU, image queries use the encoder's cached traced image tower
+    (medcap.encoder.image_tower), which starts without importing open_clip; the full
+    encoder then loads only if texts or records are searched (checked like any other),
+    and a missing cache entry is written for next time.
     """
     from medcap.devices import resolve_device
-    from medcap.encoder.image_tower import load_image_tower, save_image_tower
 
-    index = open_index(index_dir, device=index_device)
+    index = open_index(index_dir, device=index_device, verify=verify)
 
     def load_full() -> Encoder:
-        from medcap.encoder import load_encoder
-
-        return load_encoder(resolve_model(index, model), device=device)
+        return load_index_encoder(index, model, device=device)
 
     if not image_tower or resolve_device(device).type != "cpu":
         return Retriever(load_full(), index)
+    from medcap.encoder.image_tower import load_image_tower, save_image_tower
+
     tower = load_image_tower(index.manifest.fingerprint, load_full)
-    if tower is not None:
+    if tower is not None and _tower_is_requested(index, model):
         return Retriever(tower, index)  # type: ignore[arg-type]
     encoder = load_full()
-    if encoder.fingerprint == index.manifest.fingerprint:
-        save_image_tower(encoder)
+    save_image_tower(encoder)
     return Retriever(encoder, index)

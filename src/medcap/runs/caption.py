@@ -4,6 +4,14 @@ Rows are appended in checkpoints (every `GenerationConfig.checkpoint_every` imag
 exception) with one write, a flush and an fsync each. A rerun reads the image_ids already in
 the file, repairs a last line cut short by a hard kill, and captions only what is missing, so
 every image ends up in the file exactly once. The CSV feeds `medcap eval captions`.
+
+`caption_split` records the run's identity (data, split, index, backend, model, adapter,
+template, k, limit, search mode and the other settings that change captions) in
+`<out>.run.json` before the first row, and resumes only a run with the same identity: a
+rerun with other settings is refused naming the setting (`overwrite` starts over). The one
+exception is a larger `limit` (or none), which extends the run: the images already
+captioned are the first ones of the longer run too. The CSV's lock (medcap.locking) keeps a
+second process out while the run writes.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -27,9 +35,19 @@ from medcap.generation.captioning import (
     CaptionFn,
     NeighbourSearch,
     build_backend,
+    generator_model,
     make_caption_fn,
 )
 from medcap.generation.prompt import clean_caption
+from medcap.index.manifest import index_fingerprint, read_manifest
+from medcap.locking import output_lock
+from medcap.runs.identity import (
+    Identity,
+    as_json,
+    folder_checksum,
+    read_identity,
+    refuse_difference,
+)
 from medcap.types import Caption, Record, Skipped
 
 log = logging.getLogger(__name__)
@@ -176,6 +194,8 @@ def caption_dataset(
     """
     from tqdm.auto import tqdm
 
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {limit}); leave it out to caption all")
     out = Path(out_path)
     done = set() if overwrite else read_done_ids(out)
     summary = RunSummary(out_path=out)
@@ -224,7 +244,7 @@ def caption_dataset(
         writer.close()
         bar.close()
         summary.elapsed_s = time.perf_counter() - start
-    log.info(
+    log.debug(  # the caller reports the summary (the CLI prints it once, to stdout)
         "%s: %d rows written, %d already there, %d skipped (%.2f images/s)",
         out,
         summary.written,
@@ -256,43 +276,133 @@ def caption_split(
     progress: bool = True,
     retriever: NeighbourSearch | None = None,
     backend: CaptionBackend | None = None,
+    verify: bool | None = None,
 ) -> RunSummary:
-    """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`."""
+    """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`.
+
+    `cfg.k` beyond the index size is clamped to it (with a logged note), as search does.
+    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    """
     from medcap.data.readers import open_dataset
 
-    dataset = open_dataset(run.data)
-    if run.split not in dataset.splits():
-        raise InputError(
-            f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"
+    out = Path(run.out)
+    with output_lock(out):
+        dataset = open_dataset(run.data)
+        if run.split not in dataset.splits():
+            raise InputError(
+                f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"
+            )
+        cfg = _clamp_k(cfg, read_manifest(Path(run.index_dir), verify=False).count)
+        identity = run_identity(run, cfg, dataset.fingerprint(), model_id, adapter, limit)
+        _check_resumable(out, identity, overwrite=overwrite)
+        run_file = run_file_of(out)
+        write_json_atomic(
+            run_file, {"identity": identity, "run": asdict(run), "started_at": _now()}
         )
-    if retriever is None:
-        from medcap.retrieval.retriever import open_retriever
+        if retriever is None:
+            from medcap.retrieval.retriever import open_retriever
 
-        searcher: NeighbourSearch = open_retriever(run.index_dir, device=cfg.device)
-    else:
-        searcher = retriever
-    backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
-    summary = caption_dataset(
-        dataset.records(run.split),
-        make_caption_fn(searcher, backend, cfg),
-        run.out,
-        split=run.split,
-        cfg=cfg,
-        limit=limit,
-        total=dataset.count(run.split),
-        overwrite=overwrite,
-        progress=progress,
-    )
-    summary.skipped.extend(dataset.skipped)
-    _write_run_info(run, cfg, backend, summary)
+            searcher: NeighbourSearch = open_retriever(
+                run.index_dir, device=cfg.device, verify=verify
+            )
+        else:
+            searcher = retriever
+        backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
+        summary = caption_dataset(
+            dataset.records(run.split),
+            make_caption_fn(searcher, backend, cfg),
+            out,
+            split=run.split,
+            cfg=cfg,
+            limit=limit,
+            total=dataset.count(run.split),
+            overwrite=overwrite,
+            progress=progress,
+        )
+        summary.skipped.extend(dataset.skipped)
+        _write_run_info(run_file, run, identity, cfg, backend, summary)
     return summary
 
 
+def run_file_of(out: Path) -> Path:
+    """`<out>.run.json`: the run's identity and summary beside its results CSV."""
+    return out.with_suffix(".run.json")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _clamp_k(cfg: GenerationConfig, index_count: int) -> GenerationConfig:
+    if 0 < index_count < cfg.k:
+        log.warning("note: k=%d is larger than the index (%d cases); using %d", cfg.k,
+                    index_count, index_count)  # fmt: skip
+        return replace(cfg, k=index_count)
+    return cfg
+
+
+def run_identity(
+    run: BatchRun,
+    cfg: GenerationConfig,
+    data_fingerprint: str,
+    model_id: str | None,
+    adapter: str | Path | None,
+    limit: int | None,
+) -> Identity:
+    """Everything the rows of a captioning run depend on (see the module docstring)."""
+    adapter_path = Path(adapter).resolve() if adapter else None
+    return as_json(
+        {
+            "data_fingerprint": data_fingerprint,
+            "split": run.split,
+            "index_fingerprint": index_fingerprint(Path(run.index_dir)),
+            "backend": cfg.backend,
+            "model": generator_model(cfg, model_id),
+            "adapter": f"{adapter_path} {folder_checksum(adapter_path)}" if adapter_path else None,
+            "template": cfg.template,
+            "k": cfg.k,
+            "limit": limit,
+            "search_mode": cfg.search_mode,
+            "modality_hint": cfg.modality_hint,
+            "max_new_tokens": cfg.max_new_tokens,
+            "num_beams": cfg.num_beams,
+            "consensus_similarity": cfg.consensus_similarity,
+        }
+    )
+
+
+def _check_resumable(out: Path, identity: Identity, *, overwrite: bool) -> None:
+    """Refuse to resume `out` unless its run file records the same identity."""
+    if overwrite or not read_done_ids(out):
+        return  # nothing captioned yet (or starting over): nothing to mix with
+    run_file = run_file_of(out)
+    fix = "pass --overwrite to start over, or choose another --out"
+    if not run_file.exists():
+        raise InputError(
+            f"{out} exists without its run file {run_file.name}, so it is not a medcap run "
+            f"that can be resumed; {fix}"
+        )
+    recorded = read_identity(run_file, str(out))
+    fix = f"rerun with the same settings, {fix}"
+    refuse_difference(recorded, identity, out, fix, ignore=("limit",))
+    old, new = recorded.get("limit"), identity["limit"]
+    if (old is None and new is not None) or (new is not None and new < old):
+        raise InputError(
+            f"{out} was started with limit={old!r}, not {new!r}; a rerun may only raise the "
+            f"limit (or drop it); {fix}"
+        )
+
+
 def _write_run_info(
-    run: BatchRun, cfg: GenerationConfig, backend: CaptionBackend, summary: RunSummary
+    path: Path,
+    run: BatchRun,
+    identity: Identity,
+    cfg: GenerationConfig,
+    backend: CaptionBackend,
+    summary: RunSummary,
 ) -> Path:
-    path = Path(run.out).with_suffix(".run.json")
     info = {
+        "identity": identity,
         "run": asdict(run),
         "backend": backend.name,
         "model": backend.model,
@@ -302,6 +412,7 @@ def _write_run_info(
         "elapsed_s": round(summary.elapsed_s, 3),
         "images_per_s": round(summary.images_per_s, 3),
         "skipped": [asdict(s) for s in summary.skipped],
+        "finished_at": _now(),
     }
     write_json_atomic(path, info)
     return path

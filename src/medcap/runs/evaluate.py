@@ -148,15 +148,19 @@ def run_concept_evaluation(
     cfg: EvalConfig,
     device: str = "auto",
     retriever: Any | None = None,
+    verify: bool | None = None,
 ) -> Path:
-    """Predict each query's CUIs from its index neighbours (self excluded) and score F1."""
+    """Predict each query's CUIs from its index neighbours (self excluded) and score F1.
+
+    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    """
     from medcap.data.readers import open_dataset
     from medcap.evaluation.concepts import concept_f1_per_query, predict_concepts, threshold_sweep
     from medcap.evaluation.report import write_report
     from medcap.retrieval.retriever import open_retriever
 
     start = time.perf_counter()
-    retriever = retriever or open_retriever(index_dir, device=device)
+    retriever = retriever or open_retriever(index_dir, device=device, verify=verify)
     dataset = open_dataset(data)
     k = min(cfg.concept_k, len(retriever.index))
     ids: list[str] = []

@@ -16,6 +16,7 @@ recall). `load_encoder(out_dir)` loads best.pt.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -31,6 +32,7 @@ from medcap.atomic import write_json_atomic
 from medcap.config import DEFAULTS, TrainConfig
 from medcap.encoder.checkpoint import load_train_state, read_sidecar
 from medcap.errors import InputError
+from medcap.locking import output_lock
 from medcap.train.contrastive import world
 from medcap.train.data import CaseTensors, epoch_batches
 from medcap.train.evaluate import validate
@@ -39,6 +41,7 @@ from medcap.train.setup import (
     CONFIG_FILE,
     Run,
     build_run,
+    check_resumable,
     init_distributed,
     load_split,
     open_records,
@@ -89,10 +92,6 @@ def train_encoder(
     >>> train_encoder("phantoms/", "runs/tiny", cfg=replace_set(DEFAULTS.train, epochs=2))
     """
     out = Path(out_dir)
-    if (out / LAST).exists() and not resume:
-        raise InputError(
-            f"{out} already holds a training run; pass --resume to continue it, or another --out"
-        )
     if min(cfg.grad_accum_steps, cfg.batch_size, cfg.epochs, cfg.checkpoint_every_steps) < 1:
         raise InputError(
             "batch size, accumulation steps, epochs and checkpoint interval must be >= 1"
@@ -103,13 +102,20 @@ def train_encoder(
         # On a shared CPU, fewer threads than cores avoid spin-waiting on busy cores.
         torch.set_num_threads(cfg.num_threads)
     try:
-        torch.manual_seed(cfg.seed)
-        run = build_run(model, cfg, rank, world_size, device)
-        loop = _Loop(run, out, data, progress, on_step)
-        try:
-            return loop.fit(resume and (out / LAST).exists())
-        finally:
-            loop.metrics.close()  # a crashed run keeps the events it logged
+        # Process 0 writes the run folder, so it alone holds the folder's lock.
+        with output_lock(out) if rank == 0 else contextlib.nullcontext():
+            if (out / LAST).exists() and not resume:
+                raise InputError(
+                    f"{out} already holds a training run; pass --resume to continue it, "
+                    "or another --out"
+                )
+            torch.manual_seed(cfg.seed)
+            run = build_run(model, cfg, rank, world_size, device)
+            loop = _Loop(run, out, data, progress, on_step)
+            try:
+                return loop.fit(resume and (out / LAST).exists())
+            finally:
+                loop.metrics.close()  # a crashed run keeps the events it logged
     finally:
         torch.set_num_threads(threads)
         if created:
@@ -176,9 +182,11 @@ class _Loop:
             run.optimizer, warmup_cosine(self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         )
         if resume:
+            saved = check_resumable(self.out, run, self.out / LAST)
             state_dict, train_state = load_train_state(self.out / LAST)
             run.core.load_state_dict(state_dict)
             self.pos = unpack_train_state(train_state, run.optimizer, run.scheduler, run.scaler)
+            self._check_length(int(saved.get("total_steps") or self.total_steps))
             self.saved_step = self.pos.step
             log.info("resuming %s at step %d (epoch %d)", self.out, self.pos.step, self.pos.epoch)
             if run.rank == 0:
@@ -193,6 +201,36 @@ class _Loop:
             self.metrics.start()
         if run.rank == 0:
             self._write_config()
+
+    def _check_length(self, saved_total: int) -> None:
+        """A resumed run may be extended (more epochs or steps), never cut below its past.
+
+        Extending recomputes the warmup + cosine schedule over the new total: from the
+        resume step on, the learning rate is the one the longer schedule has at that step
+        (higher than where the shorter one was), decaying to min_lr at the new end.
+        """
+        pos, cfg = self.pos, self.run.cfg
+        if cfg.epochs < pos.epoch or self.total_steps < pos.step:
+            asked = f"--epochs {cfg.epochs}" + (
+                f" with --max-steps {cfg.max_steps}" if cfg.max_steps is not None else ""
+            )
+            raise InputError(
+                f"{self.out} has trained {pos.epoch} epochs ({pos.step} steps) already; "
+                f"{asked} would end before that; pass more to extend it, or train into "
+                "another --out"
+            )
+        schedule = self.run.scheduler
+        groups = self.run.optimizer.param_groups
+        for group, base_lr, factor in zip(
+            groups, schedule.base_lrs, schedule.lr_lambdas, strict=True
+        ):
+            group["lr"] = base_lr * factor(schedule.last_epoch)  # the schedule in force now
+        if self.total_steps != saved_total:
+            log.warning(
+                "%s: training length %d -> %d steps; the learning-rate schedule is recomputed "
+                "for the new length (lr now %.3g)",
+                self.out, saved_total, self.total_steps, groups[0]["lr"],
+            )  # fmt: skip
 
     def _write_config(self) -> None:
         run = self.run

@@ -15,12 +15,13 @@ import torch.distributed as dist
 
 from medcap.config import DEFAULTS, TrainConfig
 from medcap.devices import resolve_device
-from medcap.encoder.checkpoint import fingerprint_state, write_checkpoint
+from medcap.encoder.checkpoint import fingerprint_state, read_sidecar, write_checkpoint
 from medcap.encoder.decode import uint8_transform
 from medcap.encoder.encoder import autocast_dtype
 from medcap.encoder.factory import BuiltModel, build_model
 from medcap.encoder.spec import parse_spec
 from medcap.errors import InputError
+from medcap.runs.identity import as_json, refuse_difference
 from medcap.train.contrastive import world
 from medcap.train.data import CaseTensors, build_case_tensors
 from medcap.train.state import Position, make_optimizer, pack_train_state
@@ -170,6 +171,49 @@ def save_checkpoint(
         pack_train_state(pos, run.optimizer, run.scheduler, run.scaler) if resumable else None
     )
     write_checkpoint(path, state, meta, train_state)
+
+
+# Settings a resumed run must keep (with the world size): they fix which cases each saved
+# step position stands for.
+_FIXED_SETTINGS = ("batch_size", "grad_accum_steps", "seed")
+
+
+def check_resumable(out_dir: Path, run: Run, checkpoint: Path) -> dict[str, Any]:
+    """Refuse to resume `out_dir` with other data, another model or another batch layout;
+    returns the saved config.json.
+
+    Runs before anything in `out_dir` is rewritten; `run` holds the data now given (its
+    fingerprint) and the model built now.
+    """
+    path = out_dir / CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text())
+        saved_train = saved["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(
+            f"{path} is missing or unreadable, so the run cannot be checked before resuming; "
+            "train into another --out"
+        ) from None
+    fix = "resume with what the run was started with, or train into another --out"
+    if saved.get("dataset_fingerprint") != run.data_fingerprint:
+        raise InputError(
+            f"{out_dir} was trained on {saved.get('data')!r} (data fingerprint "
+            f"{str(saved.get('dataset_fingerprint'))[:12]}), not {run.source!r} "
+            f"({run.data_fingerprint[:12]}); {fix}"
+        )
+    architecture = read_sidecar(checkpoint).get("architecture")
+    if saved.get("model") != run.spec or as_json(architecture or {}) != as_json(
+        run.built.architecture
+    ):
+        raise InputError(
+            f"{out_dir} was started from model {saved.get('model')!r}, not {run.spec!r} "
+            f"(another architecture or spec); {fix}"
+        )
+    recorded = {name: saved_train.get(name) for name in _FIXED_SETTINGS}
+    now = {name: getattr(run.cfg, name) for name in _FIXED_SETTINGS}
+    recorded["world_size"], now["world_size"] = saved.get("world_size", 1), run.world_size
+    refuse_difference(recorded, now, out_dir, fix)
+    return dict(saved)
 
 
 def resume_config(out_dir: str | Path, **overrides: Any) -> tuple[str, str, TrainConfig]:
