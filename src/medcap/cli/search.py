@@ -15,23 +15,12 @@ import typer
 
 from medcap.config import DEFAULTS
 
-IMAGE_SUFFIXES = {
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".dcm",
-    ".dicom",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".webp",
-}
 CAPTION_WIDTH = 72
 
 
 def _expand(queries: Sequence[Path]) -> list[tuple[Path, bool]]:
     """(file, named explicitly) for each query; folders give their image files, sorted."""
+    from medcap.data.images import IMAGE_SUFFIXES
     from medcap.errors import InputError
 
     files: list[tuple[Path, bool]] = []

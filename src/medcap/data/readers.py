@@ -15,17 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from medcap.data.dataset import Columns, Dataset, normalise_split
-from medcap.data.hub import (
-    HubDataset,
-    cached_snapshot,
-    is_offline,
-    looks_like_hub_name,
-    offline_error,
-)
+from medcap.data.hub import HubDataset, cached_snapshot, looks_like_hub_name, offline_error
 from medcap.data.parquet_reader import ParquetDataset, find_parquet_files
 from medcap.data.release_reader import ReleaseDataset, is_release_dir
 from medcap.data.table_reader import TABLE_SUFFIXES, TableDataset
 from medcap.errors import InputError
+from medcap.offline import is_offline
 
 __all__ = ["Dataset", "normalise_split", "open_dataset"]
 

@@ -31,6 +31,7 @@ from PIL import Image
 
 from medcap.atomic import write_atomic, write_json_atomic
 from medcap.config import DEFAULTS
+from medcap.errors import first_line
 
 if TYPE_CHECKING:
     from medcap.encoder.encoder import Encoder
@@ -150,7 +151,7 @@ def save_image_tower(encoder: Encoder) -> Path | None:
             write_atomic(pt_path, lambda handle: torch.jit.save(traced, handle))
         write_json_atomic(meta_path, record)  # last: its presence marks a complete entry
     except (RuntimeError, OSError, TypeError) as exc:
-        log.info("not caching the image tower (%s)", str(exc).splitlines()[0][:160])
+        log.info("not caching the image tower (%s)", first_line(exc, 160))
         return None
     return pt_path
 

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from medcap import __version__
 from medcap.atomic import write_json_atomic
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index.finalize import (
@@ -43,7 +44,6 @@ from medcap.index.manifest import (
     Manifest,
     ShardInfo,
     SourceInfo,
-    now_iso,
     parse_part,
     write_manifest,
 )

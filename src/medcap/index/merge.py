@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medcap import __version__
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index.finalize import (
@@ -33,7 +34,6 @@ from medcap.index.manifest import (
     Manifest,
     ShardInfo,
     SourceInfo,
-    now_iso,
     parse_part,
     write_manifest,
 )

@@ -129,7 +129,7 @@ class IndexDir:
         return self.hit(row)
 
     def thumbnail(self, image_id: str) -> bytes | None:
-        """The stored thumbnail (PNG bytes) of a case, or None when there is none."""
+        """The stored thumbnail (JPEG bytes) of a case, or None when there is none."""
         if not self.manifest.has_thumbnails:
             return None
         if self._thumbs is None:

@@ -15,11 +15,11 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
 from medcap.atomic import write_json_atomic
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
 from medcap.generation.backends.base import CaptionBackend
@@ -77,7 +77,7 @@ def format_row(record: Record, caption: Caption, split: str) -> list[str]:
         caption.backend,
         caption.model,
         f"{caption.latency_s:.4f}",
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        now_iso(),
         split,
     ]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import __version__
+from medcap.clock import now_iso
 from medcap.config import EvalConfig, RetrievalConfig
 from medcap.errors import InputError
 from medcap.types import Record
@@ -24,10 +25,6 @@ logger = logging.getLogger(__name__)
 
 _SEARCH_CHUNK = 1024  # query records decoded and searched at a time
 CONCEPT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # the F1-vs-threshold sweep
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def thumbnail_name(image_id: str) -> str:
@@ -106,7 +103,7 @@ def run_retrieval_evaluation(
     report = {
         "kind": "retrieval",
         "medcap_version": __version__,
-        "created_at": _now(),
+        "created_at": now_iso(),
         "config": {
             "retrieval": dataclasses.asdict(cfg),
             "eval": dataclasses.asdict(eval_cfg),
@@ -200,7 +197,7 @@ def run_concept_evaluation(
     report = {
         "kind": "concepts",
         "medcap_version": __version__,
-        "created_at": _now(),
+        "created_at": now_iso(),
         "config": {"eval": dataclasses.asdict(cfg), "k_used": k},
         "index": {
             "path": str(Path(index_dir).resolve()),

@@ -15,10 +15,10 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.generation.adapter import AdapterInfo, write_adapter_info
@@ -336,7 +336,7 @@ def train_lora(
             },
             steps=step,
             final_loss=losses[-1] if losses else None,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=now_iso(),
         ),
         out,
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.devices import resolve_device
-from medcap.errors import InputError, MissingExtraError, OfflineFetchError
+from medcap.errors import InputError, MissingExtraError, OfflineFetchError, first_line
 from medcap.generation.adapter import read_adapter_info
 
 if TYPE_CHECKING:
@@ -77,9 +77,9 @@ def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwar
         return loader(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
     except (OSError, ValueError) as exc:
         if local:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(
-                f"{what} at {model_id} could not be loaded ({first}); pass a saved model directory"
+                f"{what} at {model_id} could not be loaded ({first_line(exc)}); "
+                "pass a saved model directory"
             ) from None
         if not isinstance(exc, OSError):  # a hub id that was found but is not usable: a real bug
             raise
