@@ -24,18 +24,15 @@ from numpy.typing import NDArray
 from medcap import __version__
 from medcap.atomic import write_json_atomic
 from medcap.clock import now_iso
-from medcap.config import DEFAULTS, IndexConfig, dump_config
+from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
     emb_dir_of,
-    file_sizes,
+    finalize_index,
     link_or_copy,
     partial_dir,
     swap_into_place,
-    write_faiss,
-    write_items,
-    write_skipped,
 )
 from medcap.index.manifest import (
     MANIFEST_NAME,
@@ -45,7 +42,6 @@ from medcap.index.manifest import (
     ShardInfo,
     SourceInfo,
     parse_part,
-    write_manifest,
 )
 from medcap.index.planner import plan_index
 from medcap.index.shards import (
@@ -284,27 +280,31 @@ def build_index(
     dim = encoder.embed_dim
     plan = plan_index(count, dim, cfg)
     LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
-    write_faiss(work, emb_dir, names, plan, dim)
-    write_items(work, emb_dir, names, thumbnails=thumbs)
-    write_skipped(work, skipped)
-    dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
-    (work / STATE_NAME).unlink()
-    manifest = Manifest(
-        encoder=EncoderInfo(encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)),
-        dim=dim,
-        count=count,
-        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
-        shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-        files=file_sizes(work),
-        skipped_count=len(skipped),
-        has_thumbnails=thumbs,
-        created_at=now_iso(),
-        medcap_version=__version__,
-        part=part,
-    )
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    swap_into_place(work, out, overwrite=overwrite)
+
+    def manifest(files: dict[str, int]) -> Manifest:
+        return Manifest(
+            encoder=EncoderInfo(
+                encoder.spec, encoder.fingerprint, dim, _checkpoint_path(encoder.spec)
+            ),
+            dim=dim,
+            count=count,
+            index=IndexInfo(
+                plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested
+            ),
+            sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
+            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
+            files=files,
+            skipped_count=len(skipped),
+            has_thumbnails=thumbs,
+            created_at=now_iso(),
+            medcap_version=__version__,
+            part=part,
+        )
+
+    finalize_index(
+        work, out, names=names, plan=plan, dim=dim, skipped=skipped, thumbnails=thumbs,
+        manifest=manifest, cfg=cfg, transient=[STATE_NAME], overwrite=overwrite,
+    )  # fmt: skip
     return open_index(out, expected_fingerprint=encoder.fingerprint)
 
 
@@ -366,26 +366,29 @@ def add_to_index(
                 f"no new cases to add from {dataset_name or 'the records'}: all were already "
                 f"indexed or skipped ({len(skipped)} skipped)"
             )
-        names = old_names + new_names
-        write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
-        write_items(work, emb_dir, names, thumbnails=thumbs)
-        write_skipped(work, [*old.skipped(), *skipped])
         m = old.manifest
-        manifest = dataclasses.replace(
-            m,
-            count=m.count + added,
-            sources=(
-                *m.sources,
-                SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
-            ),
-            shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
-            files=file_sizes(work),
-            skipped_count=m.skipped_count + len(skipped),
-            medcap_version=__version__,
-        )
-        write_manifest(manifest, work)
+        names = old_names + new_names
+
+        def manifest(files: dict[str, int]) -> Manifest:
+            return dataclasses.replace(
+                m,
+                count=m.count + added,
+                sources=(
+                    *m.sources,
+                    SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
+                ),
+                shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
+                files=files,
+                skipped_count=m.skipped_count + len(skipped),
+                medcap_version=__version__,
+            )
+
+        finalize_index(
+            work, path, names=names, plan=m.index, dim=m.dim,
+            skipped=[*old.skipped(), *skipped], thumbnails=thumbs, manifest=manifest,
+            extend=(path, new_names), overwrite=True,
+        )  # fmt: skip
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    swap_into_place(work, path, overwrite=True)
     return open_index(path, expected_fingerprint=encoder.fingerprint), added

@@ -1,7 +1,8 @@
 """Turn complete shards into a finished index directory, then move it into place.
 
-Order matters for crash safety: FAISS files, items.parquet, thumbnails and the skipped
-list first, `manifest.json` last, then a rename of the whole work directory. Memory
+`finalize_index` is the one sequence build, add and merge end with. Order matters for
+crash safety: FAISS files, items.parquet, thumbnails, the skipped list and the resolved
+config first, `manifest.json` last, then a rename of the whole work directory. Memory
 stays bounded by one shard of vectors at a time plus the FAISS index itself.
 """
 
@@ -11,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medcap.config import IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index import faiss_ops
 from medcap.index.manifest import (
@@ -30,6 +32,8 @@ from medcap.index.manifest import (
     TARGETS,
     THUMBS_NAME,
     IndexInfo,
+    Manifest,
+    write_manifest,
 )
 from medcap.index.planner import IndexPlan
 from medcap.index.shards import (
@@ -153,10 +157,50 @@ def swap_into_place(work: Path, out: Path, *, overwrite: bool) -> None:
     if old.exists():
         shutil.rmtree(old)
     os.replace(out, old)
-    os.replace(work, out)
+    try:
+        os.replace(work, out)
+    except BaseException:
+        os.replace(old, out)  # the old index stays in place when the swap fails
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
 def emb_dir_of(directory: Path) -> Path:
     """The shard folder of an index or work directory."""
     return directory / EMB_DIR
+
+
+def finalize_index(
+    work: Path,
+    out: Path,
+    *,
+    names: Sequence[str],
+    plan: IndexPlan | IndexInfo,
+    dim: int,
+    skipped: Sequence[Skipped],
+    thumbnails: bool,
+    manifest: Callable[[dict[str, int]], Manifest],
+    cfg: IndexConfig | None = None,
+    extend: tuple[Path, Sequence[str]] | None = None,
+    transient: Sequence[str] = (),
+    overwrite: bool = False,
+) -> Manifest:
+    """Write the finished index in `work` from its complete shards `names` and rename it to `out`.
+
+    `extend` (an index directory, the new shard names) adds only those shards to its FAISS
+    files instead of rebuilding them. `cfg` is written as config.json; `transient` files
+    (work-directory bookkeeping) are removed before `manifest(file sizes)` is written last.
+    """
+    emb_dir = emb_dir_of(work)
+    base, faiss_names = extend if extend is not None else (None, names)
+    write_faiss(work, emb_dir, faiss_names, plan, dim, base=base)
+    write_items(work, emb_dir, names, thumbnails=thumbnails)
+    write_skipped(work, skipped)
+    if cfg is not None:
+        dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this index
+    for name in transient:
+        (work / name).unlink(missing_ok=True)
+    final = manifest(file_sizes(work))
+    write_manifest(final, work)  # last: from here on the directory is an index
+    swap_into_place(work, out, overwrite=overwrite)
+    return final

@@ -16,18 +16,14 @@ from pathlib import Path
 
 from medcap import __version__
 from medcap.clock import now_iso
-from medcap.config import DEFAULTS, IndexConfig, dump_config
+from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
     emb_dir_of,
-    file_sizes,
+    finalize_index,
     link_or_copy,
     partial_dir,
-    swap_into_place,
-    write_faiss,
-    write_items,
-    write_skipped,
 )
 from medcap.index.manifest import (
     IndexInfo,
@@ -35,7 +31,6 @@ from medcap.index.manifest import (
     ShardInfo,
     SourceInfo,
     parse_part,
-    write_manifest,
 )
 from medcap.index.planner import plan_index
 from medcap.index.shards import drop_rows, shard_files, shard_ids
@@ -105,16 +100,16 @@ def merge_parts(
     emb_dir = emb_dir_of(work)
     emb_dir.mkdir(parents=True)
     try:
-        manifest = _merge_into(work, parts, cfg)
+        manifest = _merge_into(work, out, parts, cfg, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    swap_into_place(work, out, overwrite=overwrite)
     return open_index(out, expected_fingerprint=manifest.fingerprint)
 
 
-def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Manifest:
+def _merge_into(
+    work: Path, out: Path, parts: Sequence[IndexDir], cfg: IndexConfig, *, overwrite: bool
+) -> Manifest:
     emb_dir = emb_dir_of(work)
     owner = {s.name: p for p in parts for s in p.manifest.shards}
     names = sorted(owner)
@@ -140,23 +135,30 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
     first = parts[0].manifest
     plan = plan_index(total, first.dim, cfg)
     thumbs = all(p.manifest.has_thumbnails for p in parts)
-    write_faiss(work, emb_dir, names, plan, first.dim)
-    write_items(work, emb_dir, names, thumbnails=thumbs)
     # Every part lists the reader's own skips (empty captions, ...): keep each entry once.
     skipped_all = list(dict.fromkeys([s for p in parts for s in p.skipped()] + dropped))
-    write_skipped(work, skipped_all)
-    dump_config(cfg, work / "config.json")
     source = first.sources[0]
-    return Manifest(
-        encoder=first.encoder,
-        dim=first.dim,
-        count=total,
-        index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(source.dataset, source.fingerprint, source.split, total, now_iso()),),
-        shards=tuple(ShardInfo(n, c) for n, c in zip(names, counts, strict=True)),
-        files=file_sizes(work),
-        skipped_count=len(skipped_all),
-        has_thumbnails=thumbs,
-        created_at=now_iso(),
-        medcap_version=__version__,
-    )
+
+    def manifest(files: dict[str, int]) -> Manifest:
+        return Manifest(
+            encoder=first.encoder,
+            dim=first.dim,
+            count=total,
+            index=IndexInfo(
+                plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested
+            ),
+            sources=(
+                SourceInfo(source.dataset, source.fingerprint, source.split, total, now_iso()),
+            ),
+            shards=tuple(ShardInfo(n, c) for n, c in zip(names, counts, strict=True)),
+            files=files,
+            skipped_count=len(skipped_all),
+            has_thumbnails=thumbs,
+            created_at=now_iso(),
+            medcap_version=__version__,
+        )
+
+    return finalize_index(
+        work, out, names=names, plan=plan, dim=first.dim, skipped=skipped_all,
+        thumbnails=thumbs, manifest=manifest, cfg=cfg, overwrite=overwrite,
+    )  # fmt: skip
