@@ -119,11 +119,9 @@ class RetrievalConfig:
 class GenerationConfig:
     """Retrieval-augmented caption generation."""
 
-    backend: str = "consensus"
+    backend: str = "consensus"  # a registered backend (medcap.generation.backends)
     k: int = 5
-    template: str = "default"
-    qwen2vl_model: str = "Qwen/Qwen2-VL-2B-Instruct"
-    blip2_model: str = "Salesforce/blip2-opt-2.7b"
+    template: str | None = None  # prompt template name or .txt path; None: the backend's own
     max_new_tokens: int = 128
     batch_size: int = 16
     checkpoint_every: int = 50  # images between result-file flushes in batch captioning
@@ -141,8 +139,7 @@ class GenerationConfig:
     static_cache: bool = False  # generate with a static KV cache (GPU speed path)
     pad_to_multiple_of: int = 64  # static cache: prompt lengths rounded up so shapes repeat
     num_beams: int = 1
-    blip2_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")  # OPT layers
-    qwen2vl_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # LM layers
+    lora_targets: tuple[str, ...] = ()  # module names LoRA wraps; (): the backend's own
     lora_lr: float = 1e-4
     lora_epochs: int = 3
     lora_batch_size: int = 4
@@ -152,7 +149,6 @@ class GenerationConfig:
     train_split: str = "train"  # split whose cases the generator is fine-tuned on
     split: str = "test"  # split captioned by `medcap caption --data`
     train_backend: str = "blip2-lora"  # generator that `medcap train generator` fine-tunes
-    blip2_template: str = "smallcap"  # OPT continues text: blip2-lora's template unless given
 
     def __post_init__(self) -> None:
         for name in ("k", "batch_size", "checkpoint_every", "max_new_tokens", "lora_batch_size"):

@@ -14,7 +14,7 @@ NeighboursOption = Annotated[
     int | None, typer.Option("--k", help=f"Neighbours in each prompt. (default: {G.k})")
 ]
 TemplateOption = Annotated[
-    str | None, typer.Option(help=f"Prompt template name or .txt path. (default: {G.template})")
+    str | None, typer.Option(help="Prompt template name or .txt path. (default: the backend's own)")
 ]
 GenerationDeviceOption = Annotated[
     str | None, typer.Option("--device", help=f"auto | cpu | cuda[:N]. (default: {G.device})")

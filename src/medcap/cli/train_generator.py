@@ -28,9 +28,7 @@ def generator(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            help=f"Base model id or local dir. (default: {G.blip2_model} / {G.qwen2vl_model})"
-        ),
+        typer.Option(help="Base model id or local dir. (default: the backend's own)"),
     ] = None,
     split: Annotated[
         str | None, typer.Option(help=f"Training split. (default: {G.train_split})")
@@ -51,10 +49,7 @@ def generator(
     lora_r: Annotated[int | None, typer.Option(help=f"LoRA rank. (default: {G.lora_r})")] = None,
     lora_targets: Annotated[
         str | None,
-        typer.Option(
-            help="Comma-separated module names LoRA wraps. (default: "
-            f"{','.join(G.blip2_lora_targets)} / {','.join(G.qwen2vl_lora_targets)})"
-        ),
+        typer.Option(help="Comma-separated module names LoRA wraps. (default: the backend's own)"),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
@@ -80,10 +75,7 @@ def generator(
     )
     if lora_targets:
         names = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-        if cfg.backend == "blip2-lora":
-            cfg = dataclasses.replace(cfg, blip2_lora_targets=names)
-        else:
-            cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
+        cfg = dataclasses.replace(cfg, lora_targets=names)
     cfg = resolve_settings(cfg, None, template=template)
     result = train_generator(data, str(index), out, cfg, model_id=model, resume=resume, limit=limit)
     first = f"{result.losses[0]:.4f}" if result.losses else "-"

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from medcap.config import DEFAULTS, GenerationConfig, SearchMode
-from medcap.errors import ImageDecodeError, InputError
+from medcap.config import DEFAULTS, GenerationConfig, SearchMode, replace_set
+from medcap.errors import ImageDecodeError
 from medcap.generation.adapter import read_adapter_info
-from medcap.generation.backends.base import CaptionBackend, get_backend
+from medcap.generation.backends.base import CaptionBackend, backend_class, get_backend
 from medcap.generation.collate import TrainExample
 from medcap.generation.prompt import Prompt, build_prompt
 from medcap.types import Caption, Hit, Record, Skipped
@@ -46,15 +46,20 @@ class NeighbourSearch(Protocol):
 def resolve_settings(
     cfg: GenerationConfig, adapter: str | Path | None = None, **given: Any
 ) -> GenerationConfig:
-    """Fill what the user did not give (None in `given`: backend, template, k): from the
-    adapter's sidecar when there is one, and blip2-lora's own template (OPT continues text)."""
+    """Settings for a run: what the user gave (`given`: backend, template, k; None = not
+    given) wins; the rest comes from the adapter's sidecar when there is one; a template
+    still unset is the backend's own (`BaseBackend.default_template`)."""
+    cfg = replace_set(cfg, **given)
     info = read_adapter_info(adapter) if adapter else None
     if info is not None:
         chosen: dict[str, Any] = {"backend": info.backend, "template": info.template, "k": info.k}
         cfg = replace(cfg, **{k: v for k, v in chosen.items() if given.get(k) is None})
-    elif cfg.backend == "blip2-lora" and given.get("template") is None:
-        cfg = replace(cfg, template=cfg.blip2_template)
-    return cfg
+    return replace(cfg, template=template_of(cfg))
+
+
+def template_of(cfg: GenerationConfig) -> str:
+    """The prompt template to use: `cfg.template`, else the default of `cfg.backend`."""
+    return cfg.template or backend_class(cfg.backend).default_template
 
 
 def build_backend(
@@ -64,14 +69,8 @@ def build_backend(
     adapter: str | Path | None = None,
     **options: Any,
 ) -> CaptionBackend:
-    """The backend named by `cfg.backend`, with a model id/path and LoRA adapter if it uses them."""
-    if cfg.backend == "consensus":
-        if model_id or adapter:
-            raise InputError(
-                "the consensus backend uses no model; drop --model/--adapter "
-                "or pick --backend qwen2-vl"
-            )
-        return get_backend("consensus", cfg=cfg, **options)
+    """The backend named by `cfg.backend`, with a model id/path and LoRA adapter if it uses them
+    (a model-free backend refuses both with a one-line error)."""
     return get_backend(cfg.backend, cfg=cfg, model_id=model_id, adapter=adapter, **options)
 
 
@@ -86,10 +85,11 @@ def neighbours_and_prompts(
     """Search the top-`cfg.k` neighbours of each image (its own id excluded) and build prompts."""
     hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
     hints = modality_hints or [cfg.modality_hint] * len(images)
+    template = template_of(cfg)
     prompts = []
     for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
         found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
-        prompts.append(build_prompt(found, template=cfg.template, k=cfg.k, modality_hint=hint))
+        prompts.append(build_prompt(found, template=template, k=cfg.k, modality_hint=hint))
     return prompts
 
 
@@ -196,10 +196,11 @@ def build_training_examples(
     """One LoRA example per record: its top-`cfg.k` neighbours (itself excluded) in a prompt, its
     caption as the target. Images stay lazy references until a training step needs them."""
     found = retriever.search_records(records, cfg.k, mode=cfg.search_mode, exclude_self=True)
+    template = template_of(cfg)
     examples = []
     for record, hits in zip(records, found, strict=True):
         hits = [h for h in hits if h.image_id != record.image_id]
-        prompt = build_prompt(hits, template=cfg.template, k=cfg.k, modality_hint=cfg.modality_hint)
+        prompt = build_prompt(hits, template=template, k=cfg.k, modality_hint=cfg.modality_hint)
         examples.append(
             TrainExample(
                 image=record.image, prompt=prompt, target=record.caption, image_id=record.image_id

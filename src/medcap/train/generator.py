@@ -12,8 +12,8 @@ from typing import Any
 
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
+from medcap.generation.backends.base import backend_class, not_fine_tunable
 from medcap.generation.captioning import RecordSearch, build_training_examples
-from medcap.generation.collate import GeneratorKind
 from medcap.train.lora import LoraResult, train_lora
 
 
@@ -24,21 +24,14 @@ def load_generator(
     from medcap.devices import resolve_device
     from medcap.generation.backends import hf
 
+    backend = backend_class(kind)
+    if not backend.lora_targets:
+        raise InputError(not_fine_tunable(kind))
     hf.require_transformers()
     device = resolve_device(cfg.device)
     dtype = hf.resolve_dtype(cfg.dtype, device)
-    if kind == "qwen2-vl":
-        from medcap.generation.backends.qwen2vl import load_qwen2vl
-
-        model_id = model_id or cfg.qwen2vl_model
-        model, processor = load_qwen2vl(model_id, cfg, device, dtype)
-    elif kind == "blip2-lora":
-        from medcap.generation.backends.blip2_lora import load_blip2
-
-        model_id = model_id or cfg.blip2_model
-        model, processor = load_blip2(model_id, cfg, device, dtype)
-    else:
-        raise InputError(f"cannot fine-tune backend {kind!r}; use --backend blip2-lora or qwen2-vl")
+    model_id = model_id or backend.default_model
+    model, processor = backend.load(model_id, cfg, device, dtype)
     return model, processor, model_id
 
 
@@ -57,10 +50,8 @@ def train_generator(
     """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`."""
     from medcap.data.readers import open_dataset
 
-    if cfg.backend not in ("qwen2-vl", "blip2-lora"):
-        raise InputError(
-            f"cannot fine-tune backend {cfg.backend!r}; use --backend blip2-lora or qwen2-vl"
-        )
+    if not backend_class(cfg.backend).lora_targets:
+        raise InputError(not_fine_tunable(cfg.backend))
     dataset = open_dataset(data)
     if cfg.train_split not in dataset.splits():
         raise InputError(
@@ -75,13 +66,12 @@ def train_generator(
         searcher = retriever
     examples = build_training_examples(records, searcher, cfg)
     model, processor, model_id = load_generator(cfg.backend, cfg, model_id)
-    kind: GeneratorKind = "qwen2-vl" if cfg.backend == "qwen2-vl" else "blip2-lora"
     return train_lora(
         model,
         processor,
         examples,
         out_dir,
-        kind=kind,
+        kind=cfg.backend,
         cfg=cfg,
         base_model=model_id,
         resume=resume,

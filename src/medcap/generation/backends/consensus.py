@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
 from medcap.evaluation.coco_metrics import CIDER_SCALE, cider_similarity, cider_vector, ngram_counts
+from medcap.generation.backends.base import BaseBackend
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -86,14 +87,24 @@ def pick_consensus(captions: Sequence[str], similarity: str = "cider-d") -> int:
     return next(i for i, m in enumerate(means) if m >= best - 1e-12)
 
 
-class ConsensusBackend:
+class ConsensusBackend(BaseBackend):
     """The model-free default backend: returns one neighbour caption exactly as written."""
 
     name = "consensus"
 
     def __init__(
-        self, *, cfg: GenerationConfig = DEFAULTS.generation, similarity: str | None = None
+        self,
+        *,
+        cfg: GenerationConfig = DEFAULTS.generation,
+        similarity: str | None = None,
+        model_id: str | None = None,
+        adapter: object | None = None,
     ) -> None:
+        if model_id or adapter:
+            raise InputError(
+                "the consensus backend uses no model; drop --model/--adapter "
+                "or pick --backend qwen2-vl"
+            )
         similarity = similarity or cfg.consensus_similarity
         if similarity not in SIMILARITIES:
             raise InputError(
