@@ -15,7 +15,7 @@ from medcap.errors import MedcapError
 
 if TYPE_CHECKING:
     from medcap.app.cases import CaseTable
-    from medcap.retrieval.retriever import Retriever
+    from medcap.retrieval import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def open_app_index(index_dir: str | Path, *, device: str = "auto") -> AppIndex:
     from medcap.app.cases import CaseTable
     from medcap.encoder import load_encoder
     from medcap.index import open_index
-    from medcap.retrieval.retriever import Retriever, resolve_model
+    from medcap.retrieval import Retriever, resolve_model
 
     try:
         path = check_index_dir(index_dir)

@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -59,9 +60,27 @@ def root(
             "--version", callback=_version_callback, is_eager=True, help="Show the version."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="TOML file of settings, one [section] per stage (see README)."
+        ),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="section.field=value, repeatable; e.g. --set index.hnsw_ef_search=512. "
+            "Applied after --config; command flags still win.",
+        ),
+    ] = None,
 ) -> None:
     """Retrieval-based captioning for radiology images."""
+    from medcap.config import use_config
+    from medcap.config_files import load_config
+
     _state["verbose"] = verbose
+    use_config(load_config(config, settings or ()))
     # medcap's own progress notes at INFO; other libraries (open_clip is chatty) only warn.
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,

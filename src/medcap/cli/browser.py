@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
 
 
 def command(
@@ -23,7 +23,7 @@ def command(
     """Browse similar cases in a web UI (Streamlit) over an index directory."""
     from medcap.app import launch
 
-    cfg = replace_set(DEFAULTS.app, port=port, host=host)
+    cfg = replace_set(current().app, port=port, host=host)
     index_dir = launch.check_index_dir(index)
     launch.check_port_free(cfg.host, cfg.port)
     typer.echo(f"medcap app: browsing {index_dir} at {launch.app_url(cfg)} (Ctrl-C to stop)")

@@ -13,8 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    AdapterOption,
+    BackendOption,
+    DtypeOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+)
+from medcap.config import DEFAULTS, current, replace_set
 from medcap.errors import InputError
 
 G = DEFAULTS.generation
@@ -41,16 +48,14 @@ def command(
         int | None, typer.Option(help="Batch mode: caption only the first N images.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Batch mode: start --out afresh.")] = False,
-    backend: Annotated[
-        str | None, typer.Option(help=f"consensus | qwen2-vl | blip2-lora. (default: {G.backend})")
-    ] = None,
+    backend: BackendOption = None,
     k: NeighboursOption = None,
     template: TemplateOption = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Generator model id or local directory (qwen2-vl, blip2-lora)."),
+        typer.Option(help="Generator model id or local directory. (default: the backend's own)"),
     ] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter directory to apply.")] = None,
+    adapter: AdapterOption = None,
     modality_hint: Annotated[
         str | None, typer.Option(help="Modality named in the prompt, e.g. CT.")
     ] = None,
@@ -74,7 +79,7 @@ def command(
     from medcap.runs import caption as caption_run
 
     cfg = replace_set(
-        G,
+        current().generation,
         split=split,
         backend=backend,
         k=k,
@@ -125,7 +130,7 @@ def _caption_files(
             typer.echo(f"skipped {path}: {exc}", err=True)
     if not loaded:
         raise InputError("none of the given images could be read")
-    retriever = open_retriever(index, device=cfg.device)
+    retriever = open_retriever(index, device=cfg.device, index_device=current().index.search_device)
     backend = captioning.build_backend(cfg, model_id=model, adapter=adapter)
     results = captioning.caption_images_with_neighbours(
         retriever, backend, loaded, [None] * len(loaded), cfg

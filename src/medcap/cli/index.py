@@ -10,26 +10,21 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    DataOption,
+    EncoderDeviceOption,
+    IndexTypeOption,
+    MemoryBudgetOption,
+    ModelOption,
+    OverwriteOption,
+)
+from medcap.config import DEFAULTS, current, replace_set
 
 app = typer.Typer(
     help="Index directories: build one from a dataset split, show it, add cases, merge parts.",
     no_args_is_help=True,
 )
 _IDX = DEFAULTS.index
-# Options shared by `build` and `merge`.
-IndexTypeOption = Annotated[
-    str | None, typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})")
-]
-MemoryBudgetOption = Annotated[
-    float | None,
-    typer.Option(
-        "--memory-budget-gb",
-        "--memory-budget",
-        help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
-    ),
-]
-OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing index directory.")]
 
 
 def _thumbnailer(size: int) -> Any:
@@ -42,7 +37,7 @@ def _open_split(data: str, split: str) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
@@ -58,12 +53,9 @@ def _total(dataset: Any, split: str) -> int | None:
 
 @app.command("build")
 def build(
-    data: Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
-    model: Annotated[
-        str | None,
-        typer.Option(help=f"Encoder spec or checkpoint. (default: {DEFAULTS.encoder.model})"),
-    ] = None,
+    model: ModelOption = None,
     split: Annotated[
         str | None, typer.Option(help=f"Split to index. (default: {_IDX.split})")
     ] = None,
@@ -84,9 +76,7 @@ def build(
             help=f"Stored thumbnail size in px, 0 for none. (default: {_IDX.thumbnail_size})"
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
     overwrite: OverwriteOption = False,
     shard: Annotated[
@@ -104,7 +94,7 @@ def build(
     from medcap.index.manifest import parse_part
 
     cfg = replace_set(
-        _IDX,
+        current().index,
         split=split,
         index_type=index_type,
         batch_size=batch_size,
@@ -112,14 +102,11 @@ def build(
         memory_budget_gb=memory_budget_gb,
         thumbnail_size=thumbnail_size,
     )
-    _check_index_type(cfg.index_type)
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
     dataset = _open_split(data, cfg.split)
-    encoder = load_encoder(
-        model or DEFAULTS.encoder.model, device=device or DEFAULTS.encoder.device
-    )
+    encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
         dataset.records(cfg.split),
         encoder,
@@ -146,14 +133,6 @@ def build(
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
     if m.skipped_count:
         typer.echo(f"skipped {m.skipped_count} cases (listed in {out / 'skipped.jsonl'})")
-
-
-def _check_index_type(value: str) -> None:
-    from medcap.errors import InputError
-    from medcap.index.planner import INDEX_TYPES
-
-    if value not in INDEX_TYPES:
-        raise InputError(f"unknown --index-type {value!r}; valid: {', '.join(INDEX_TYPES)}")
 
 
 def _dir_size(path: Path) -> int:
@@ -199,7 +178,7 @@ def info(
 @app.command("add")
 def add(
     index_dir: Annotated[Path, typer.Argument(help="Index directory to extend.")],
-    data: Annotated[str, typer.Option("--data", help="Dataset with the new cases.")],
+    data: DataOption,
     split: Annotated[
         str | None, typer.Option(help=f"Split to add. (default: {_IDX.split})")
     ] = None,
@@ -210,19 +189,17 @@ def add(
     batch_size: Annotated[
         int | None, typer.Option(help=f"Encoder batch size. (default: {_IDX.batch_size})")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
     from medcap.encoder import load_encoder
     from medcap.index import add_to_index, open_index
     from medcap.retrieval.retriever import resolve_model
 
-    cfg = replace_set(_IDX, split=split, batch_size=batch_size)
+    cfg = replace_set(current().index, split=split, batch_size=batch_size)
     existing = open_index(index_dir)
     dataset = _open_split(data, cfg.split)
-    encoder = load_encoder(resolve_model(existing, model), device=device or DEFAULTS.encoder.device)
+    encoder = load_encoder(resolve_model(existing, model), device=device, cfg=current().encoder)
     index, added = add_to_index(
         index_dir,
         dataset.records(cfg.split),
@@ -252,8 +229,7 @@ def merge(
     """Join the parts of a `--shard i/n` build into one index (as one build would write)."""
     from medcap.index import merge_parts
 
-    cfg = replace_set(_IDX, index_type=index_type, memory_budget_gb=memory_budget_gb)
-    _check_index_type(cfg.index_type)
+    cfg = replace_set(current().index, index_type=index_type, memory_budget_gb=memory_budget_gb)
     start = time.perf_counter()
     index = merge_parts(parts, out, cfg, overwrite=overwrite)
     m = index.manifest

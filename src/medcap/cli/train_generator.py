@@ -11,8 +11,14 @@ from typing import Annotated
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    BackendOption,
+    DtypeOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+)
+from medcap.config import DEFAULTS, current, replace_set
 
 G = DEFAULTS.generation
 
@@ -23,9 +29,7 @@ def generator(
         Path, typer.Option("--index", help="Index of the training split (neighbours).")
     ],
     out: Annotated[Path, typer.Option(help="Adapter output directory.")],
-    backend: Annotated[
-        str | None, typer.Option(help=f"blip2-lora | qwen2-vl. (default: {G.train_backend})")
-    ] = None,
+    backend: BackendOption = None,
     model: Annotated[
         str | None,
         typer.Option(help="Base model id or local dir. (default: the backend's own)"),
@@ -59,9 +63,10 @@ def generator(
     from medcap.generation.captioning import resolve_settings
     from medcap.train.generator import train_generator
 
+    active = current().generation
     cfg = replace_set(
-        G,
-        backend=backend or G.train_backend,
+        active,
+        backend=backend or active.train_backend,
         train_split=split,
         lora_epochs=epochs,
         lora_max_steps=max_steps,

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medcap.config import DEFAULTS
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -75,7 +74,7 @@ class HubDataset(Dataset):
         columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         super().__init__(name)
-        cfg = DEFAULTS.data
+        cfg = columns.config
         self._image_col = columns.image or cfg.image_column
         self._caption_col = columns.caption or cfg.caption_column
         self._id_col = columns.id or cfg.id_column

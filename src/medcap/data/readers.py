@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medcap.config import DataConfig
 from medcap.data.dataset import Columns, Dataset, normalise_split
 from medcap.data.hub import HubDataset, cached_snapshot, looks_like_hub_name, offline_error
 from medcap.data.parquet_reader import ParquetDataset, find_parquet_files
@@ -35,9 +36,11 @@ def open_dataset(
     image_column: str | None = None,
     cui_column: str | None = None,
     split_column: str | None = None,
+    cfg: DataConfig | None = None,
 ) -> Dataset:
-    """Open a dataset directory, table file or Hub name; column options override defaults."""
-    columns = Columns(id_column, caption_column, image_column, cui_column, split_column)
+    """Open a dataset directory, table file or Hub name; column options override the
+    column names of `cfg` (default: DEFAULTS.data)."""
+    columns = Columns(id_column, caption_column, image_column, cui_column, split_column, cfg)
     text = str(source)
     path = Path(text).expanduser()
     if path.exists():

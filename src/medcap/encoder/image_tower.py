@@ -32,6 +32,7 @@ from PIL import Image
 from medcap.atomic import write_atomic, write_json_atomic
 from medcap.config import DEFAULTS
 from medcap.errors import first_line
+from medcap.types import Record, Skipped
 
 if TYPE_CHECKING:
     from medcap.encoder.encoder import Encoder
@@ -181,7 +182,17 @@ class ImageTowerEncoder:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.full, name)  # texts, cases, the model itself: the full encoder
+        return getattr(self.full, name)  # the model itself, its tokenizer: the full encoder
+
+    def encode_texts(self, texts: Sequence[str], **options: Any) -> NDArray[np.float32]:
+        """Texts go through the full encoder (see Encoder.encode_texts)."""
+        return self.full.encode_texts(texts, **options)
+
+    def encode_cases(
+        self, records: Sequence[Record], **options: Any
+    ) -> tuple[list[Record], NDArray[np.float32], NDArray[np.float32], list[Skipped]]:
+        """Cases go through the full encoder (see Encoder.encode_cases)."""
+        return self.full.encode_cases(records, **options)
 
     def encode_images(
         self, images: Sequence[Image.Image], *, batch_size: int | None = None

@@ -4,12 +4,15 @@ Result order is score descending; scores within `TIE_EPS` of each other are ties
 are ordered by row ascending (the order cases were indexed in). For an exact (flat)
 index this holds across the k boundary too: when a tie straddles it, every tied row
 is fetched and the lowest rows win, so results do not depend on FAISS's heap order.
+Searches may be limited to cases whose metadata match a filter (`where=`, see
+medcap.index.filters); those are scored exactly on the stored vectors.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +24,7 @@ from numpy.typing import NDArray
 
 from medcap.config import DEFAULTS
 from medcap.errors import CorruptArtifactError, InputError
+from medcap.index.filters import CaseColumns, Filters, scan_rows
 from medcap.index.manifest import (
     EMB_DIR,
     INDEX_FILES,
@@ -87,6 +91,9 @@ class IndexDir:
         self._row_fields: dict[int, tuple[Any, ...]] = {}
         self._searchers: dict[str, Searcher] = {}
         self._thumbs: dict[str, bytes | None] | None = None
+        self._columns: CaseColumns | None = None
+        self._stored: dict[str, ShardVectors] = {}
+        self._lock = threading.Lock()  # the app searches one IndexDir from several threads
 
     def __len__(self) -> int:
         return self.manifest.count
@@ -127,6 +134,31 @@ class IndexDir:
         if row is None:
             raise InputError(f"image_id {image_id!r} is not in the index {self.path}")
         return self.hit(row)
+
+    @property
+    def columns(self) -> CaseColumns:
+        """The `split` and metadata columns of the cases (read on first use)."""
+        with self._lock:
+            if self._columns is None:
+                self._columns = CaseColumns(self._splits, self._extra)
+            return self._columns
+
+    def column(self, name: str) -> list[str]:
+        """Column `name` (`split` or a metadata column) as display strings, in row order."""
+        return self.columns.values(name)
+
+    def matching_rows(self, where: Filters | None) -> NDArray[np.int64] | None:
+        """Rows whose columns take one of the values `where` accepts (None: no filter)."""
+        return self.columns.matching_rows(where)
+
+    def vectors(self, rows: NDArray[np.int64], target: Target) -> NDArray[np.float32]:
+        """Stored (len(rows), d) unit float32 vectors: the ones the FAISS index was built from."""
+        _check_target(target)
+        with self._lock:
+            stored = self._stored.get(target)
+            if stored is None:
+                stored = self._stored[target] = self._shard_vectors(target)
+        return stored.gather(np.asarray(rows, dtype=np.int64))
 
     def thumbnail(self, image_id: str) -> bytes | None:
         """The stored thumbnail (JPEG bytes) of a case, or None when there is none."""
@@ -198,6 +230,7 @@ class IndexDir:
         *,
         target: Target,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[tuple[int, float]]]:
         """Top-k (row, score) per query; see `search`."""
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
@@ -210,6 +243,11 @@ class IndexDir:
             raise InputError(f"k must be at least 1 (got {k})")
         if exclude_ids is not None and len(exclude_ids) != len(q):
             raise InputError(f"exclude_ids has {len(exclude_ids)} entries for {len(q)} queries")
+        _check_target(target)
+        # The one place filters enter a search: a FAISS IDSelector could take over here.
+        kept = self.matching_rows(where)
+        if kept is not None:
+            return self._search_within(q, k, target, kept, exclude_ids)
         n = len(self)
         if k > n:
             LOG.warning("note: k=%d is larger than the index (%d cases); returning %d", k, n, n)
@@ -236,6 +274,24 @@ class IndexDir:
             results.append(ordered[:need])
         return results
 
+    def _search_within(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        target: Target,
+        rows: NDArray[np.int64],
+        exclude_ids: Sequence[str | None] | None,
+    ) -> list[list[tuple[int, float]]]:
+        """Exact top-k among `rows` per query, from the stored vectors (see filters)."""
+        vectors = self.vectors(rows, target)
+        results = []
+        for i, query in enumerate(queries):
+            own = None if exclude_ids is None or exclude_ids[i] is None else exclude_ids[i]
+            drop = None if own is None else self.row_of(own)
+            keep = rows != drop if drop is not None else slice(None)
+            results.append(scan_rows(vectors[keep], rows[keep], query, k))
+        return results
+
     def _resolve_tie(
         self,
         searcher: Searcher,
@@ -257,19 +313,25 @@ class IndexDir:
         *,
         target: Target,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[Hit]]:
         """Top-k cases per query vector.
 
         queries: (q, d) float32, L2-normalised, from the index's encoder. target: search
         the image vectors ("images") or the caption vectors ("captions"). exclude_ids:
-        one image_id (or None) per query whose row is dropped (self-exclusion). k larger
-        than the index is clamped with a logged note. Scores are cosine similarities.
+        one image_id (or None) per query whose row is dropped (self-exclusion). where:
+        only cases whose metadata match (`{"modality": "CT", "split": ["train"]}`, see
+        medcap.index.filters); fewer than k come back when fewer match. k larger than the
+        index is clamped with a logged note. Scores are cosine similarities.
 
         >>> hits = index.search(encoder.encode_texts(["chest CT nodule"]), 5, target="images")
         """
+        found_rows = self.search_rows(
+            queries, k, target=target, exclude_ids=exclude_ids, where=where
+        )
         return [
             [self.hit(row, rank, score) for rank, (row, score) in enumerate(found, start=1)]
-            for found in self.search_rows(queries, k, target=target, exclude_ids=exclude_ids)
+            for found in found_rows
         ]
 
 

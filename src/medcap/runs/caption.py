@@ -20,7 +20,7 @@ from pathlib import Path
 
 from medcap.atomic import write_json_atomic
 from medcap.clock import now_iso
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.config import DEFAULTS, GenerationConfig, current
 from medcap.errors import InputError
 from medcap.generation.backends.base import CaptionBackend
 from medcap.generation.captioning import (
@@ -260,7 +260,7 @@ def caption_split(
     """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`."""
     from medcap.data.readers import open_dataset
 
-    dataset = open_dataset(run.data)
+    dataset = open_dataset(run.data, cfg=current().data)
     if run.split not in dataset.splits():
         raise InputError(
             f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"

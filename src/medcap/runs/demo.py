@@ -130,8 +130,8 @@ def run_demo(
 
     data_dir = out / "phantoms"
     say(f"[1/7] generating {cfg.n} phantom cases (seed {cfg.seed}) -> {data_dir}")
-    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size)
-    dataset = open_dataset(data_dir)
+    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size, config=root.data)
+    dataset = open_dataset(data_dir, cfg=root.data)
     lap("phantoms")
 
     train_cfg = replace_set(root.train, epochs=cfg.epochs, seed=cfg.seed, max_minutes=None)

@@ -1,8 +1,9 @@
-"""Evaluation runs behind `medcap eval retrieval` and `medcap eval concepts`.
+"""Evaluation runs behind `medcap eval retrieval|captions|concepts`.
 
-Each run opens its inputs, scores them, writes thumbnails for the report's example grid
-and hands a report dict to `medcap.evaluation.report.write_report` (report.json, then
-report.md and PNGs rendered from it).
+Each run opens its inputs (datasets by name, encoders by spec, an index), scores them
+with the library (`medcap.retrieval.evaluate`, `medcap.evaluation`) and returns a report
+dict, or writes it with `medcap.evaluation.report.write_report` (report.json, then
+report.md and PNGs rendered from it) together with thumbnails for its example grid.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 
 from medcap import __version__
 from medcap.clock import now_iso
-from medcap.config import EvalConfig, RetrievalConfig
+from medcap.config import EvalConfig, RetrievalConfig, current
 from medcap.errors import InputError
-from medcap.types import Record
+from medcap.types import Record, Skipped
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def run_retrieval_evaluation(
 
     start = time.perf_counter()
     out = Path(out_dir)
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     total = dataset.count(split)
     if total == 0:
         raise InputError(f"split {split!r} of {data} has no usable cases; nothing to evaluate")
@@ -154,7 +155,7 @@ def run_concept_evaluation(
 
     start = time.perf_counter()
     retriever = retriever or open_retriever(index_dir, device=device)
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     k = min(cfg.concept_k, len(retriever.index))
     ids: list[str] = []
     gold: list[tuple[str, ...]] = []
@@ -238,3 +239,66 @@ def run_concept_evaluation(
         "timings": {"total_s": time.perf_counter() - start},
     }
     return write_report(report, Path(out_dir))
+
+
+def load_images_by_id(
+    source: str | Path, image_ids: Iterable[str]
+) -> tuple[dict[str, Any], list[Skipped]]:
+    """Decode the images of `image_ids` from a dataset (any split); list the ones not found."""
+    from medcap.data.images import load_image
+    from medcap.data.readers import open_dataset
+    from medcap.errors import ImageDecodeError
+
+    wanted = set(image_ids)
+    dataset = open_dataset(source, cfg=current().data)
+    found: dict[str, Any] = {}
+    skipped: list[Skipped] = []
+    for split in dataset.splits():
+        for record in dataset.records(split):
+            if record.image_id in wanted and record.image_id not in found:
+                try:
+                    found[record.image_id] = load_image(record.image)
+                except ImageDecodeError as exc:
+                    skipped.append(Skipped(str(source), None, record.image_id, str(exc)))
+                    wanted.discard(record.image_id)
+        if len(found) == len(wanted):
+            break
+    for image_id in sorted(wanted - set(found)):
+        skipped.append(Skipped(str(source), None, image_id, "image_id not found in the dataset"))
+    return found, skipped
+
+
+def run_caption_evaluation(
+    results: str | Path,
+    cfg: EvalConfig,
+    *,
+    model: str | Any | None = None,
+    data: str | Path | None = None,
+    bertscore: bool = True,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Score a results file (`medcap caption --out`); returns the `captions` report dict.
+
+    CLIPScore/RefCLIPScore need both `model` (an encoder spec, or a loaded encoder) and
+    `data` (the dataset holding the results' images).
+    """
+    from medcap.evaluation.caption_metrics import evaluate_caption_results, load_caption_results
+
+    encoder: Any = None
+    images: dict[str, Any] | None = None
+    image_skipped: list[Skipped] = []
+    if model is not None or data is not None:
+        if model is None or data is None:
+            raise InputError(
+                "CLIPScore needs both --model (an encoder) and --data (the dataset with the images)"
+            )
+        images, image_skipped = load_images_by_id(data, load_caption_results(results).image_ids)
+        encoder = _load(model, device or current().encoder.device)
+    return evaluate_caption_results(
+        results,
+        cfg,
+        bertscore=bertscore,
+        clip_encoder=encoder,
+        images=images,
+        image_skipped=image_skipped,
+    )

@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.config import DEFAULTS, GenerationConfig, current
 from medcap.errors import InputError
 from medcap.generation.backends.base import backend_class, not_fine_tunable
 from medcap.generation.captioning import RecordSearch, build_training_examples
@@ -52,7 +52,7 @@ def train_generator(
 
     if not backend_class(cfg.backend).lora_targets:
         raise InputError(not_fine_tunable(cfg.backend))
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     if cfg.train_split not in dataset.splits():
         raise InputError(
             f"{data} has no split {cfg.train_split!r}; it has {', '.join(dataset.splits())}"

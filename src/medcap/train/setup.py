@@ -118,9 +118,10 @@ def open_records(data: Any) -> Any:
     """A dataset source (path, hub name) opened, or an already opened Dataset as is."""
     if hasattr(data, "records"):
         return data
+    from medcap.config import current
     from medcap.data.readers import open_dataset
 
-    return open_dataset(data)
+    return open_dataset(data, cfg=current().data)
 
 
 def load_split(dataset: Any, split: str, limit: int | None, run: Run) -> CaseTensors:
