@@ -207,3 +207,25 @@ def load_config(
         except InputError as exc:
             raise InputError(f"--set {text}: {exc}") from None
     return config
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(_format(v) for v in value)
+    return str(value)
+
+
+def overrides_of(config: MedcapConfig, base: MedcapConfig = DEFAULTS) -> list[str]:
+    """The `section.field=value` settings that turn `base` into `config` (for a subprocess)."""
+    out = []
+    for section in _sections():
+        ours, theirs = getattr(config, section), getattr(base, section)
+        for f in dataclasses.fields(ours):
+            value = getattr(ours, f.name)
+            if value != getattr(theirs, f.name):
+                out.append(f"{section}.{f.name}={_format(value)}")
+    return out

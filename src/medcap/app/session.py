@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from medcap.app.launch import check_index_dir
+from medcap.config import current
 from medcap.errors import MedcapError
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ def open_app_index(index_dir: str | Path, *, device: str = "auto") -> AppIndex:
     except MedcapError as exc:
         raise AppLoadError("missing", str(exc)) from None
     try:
-        index = open_index(path, preload=True)  # damage shows now, not at the first search
+        # damage shows now, not at the first search
+        index = open_index(path, device=current().index.search_device, preload=True)
     except MedcapError as exc:
         raise AppLoadError("invalid", str(exc)) from None
     spec = str(index.manifest.spec)

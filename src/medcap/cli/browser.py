@@ -27,7 +27,10 @@ def command(
     index_dir = launch.check_index_dir(index)
     launch.check_port_free(cfg.host, cfg.port)
     typer.echo(f"medcap app: browsing {index_dir} at {launch.app_url(cfg)} (Ctrl-C to stop)")
-    code = launch.run_server(launch.streamlit_command(index_dir, cfg))
+    from medcap.config_files import overrides_of
+
+    settings = overrides_of(current())  # the app runs in its own process: pass them on
+    code = launch.run_server(launch.streamlit_command(index_dir, cfg, settings))
     if code not in (0, 130):
         typer.echo(f"error: the Streamlit server exited with code {code}", err=True)
     raise typer.Exit(code)

@@ -155,18 +155,18 @@ def captions(
     device: EncoderDeviceOption = None,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (COCO definitions), BERTScore, CLIPScore."""
-    from medcap.evaluation.report import write_report
     from medcap.runs.evaluate import run_caption_evaluation
 
     active = current()
     cfg = replace_set(
         active.eval, imageclef_preprocess=imageclef, meteor=meteor, bertscore_model=bertscore_model
     )
-    report = run_caption_evaluation(
+    scores = run_caption_evaluation(
         results, cfg, model=model, data=data, bertscore=bertscore, device=device
     )
+    report = scores.report
     if out is not None:
-        write_report(report, out)
+        scores.write(out)
     if as_json:
         keys = ("n", "metrics", "unavailable", "clipscore", "config")
         typer.echo(json.dumps({k: report[k] for k in keys}, indent=1))

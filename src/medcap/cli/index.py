@@ -44,13 +44,6 @@ def _open_split(data: str, split: str) -> Any:
     return dataset
 
 
-def _total(dataset: Any, split: str) -> int | None:
-    try:
-        return int(dataset.count(split))
-    except Exception:  # noqa: BLE001 - a count is only for the progress bar
-        return None
-
-
 @app.command("build")
 def build(
     data: DataOption,
@@ -88,9 +81,9 @@ def build(
     ] = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
+    from medcap.api import build_index
     from medcap.encoder import load_encoder
     from medcap.encoder.image_tower import save_image_tower
-    from medcap.index import build_index
     from medcap.index.manifest import parse_part
 
     cfg = replace_set(
@@ -108,21 +101,9 @@ def build(
     dataset = _open_split(data, cfg.split)
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
-        dataset.records(cfg.split),
-        encoder,
-        out,
-        cfg,
-        dataset_fingerprint=dataset.fingerprint(),
-        dataset_name=dataset.name,
-        split=cfg.split,
-        resume=resume,
-        overwrite=overwrite,
-        progress=sys.stderr.isatty(),
-        total=_total(dataset, cfg.split),
-        make_thumbnail=_thumbnailer(cfg.thumbnail_size),
-        source_skipped=dataset.skipped,
-        part=shard or "",
-    )
+        dataset, out, model=encoder, resume=resume, overwrite=overwrite,
+        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg,
+    ).index  # fmt: skip
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
     part = f" (part {m.part}; join the parts with `medcap index merge`)" if m.part else ""
@@ -192,6 +173,7 @@ def add(
     device: EncoderDeviceOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
+    from medcap.api import split_size
     from medcap.encoder import load_encoder
     from medcap.index import add_to_index, open_index
     from medcap.retrieval.retriever import resolve_model
@@ -209,7 +191,7 @@ def add(
         dataset_name=dataset.name,
         split=cfg.split,
         progress=sys.stderr.isatty(),
-        total=_total(dataset, cfg.split),
+        total=split_size(dataset, cfg.split),
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,6 +74,55 @@ def build_backend(
     return get_backend(cfg.backend, cfg=cfg, model_id=model_id, adapter=adapter, **options)
 
 
+@dataclass(frozen=True)
+class CaptionResult:
+    """One generated caption with its evidence: the neighbours it was made from (hits, best
+    first, the image's own case excluded) and the prompt the backend read."""
+
+    caption: Caption
+    neighbours: list[Hit]
+    prompt: Prompt
+
+    @property
+    def text(self) -> str:
+        """The caption."""
+        return self.caption.text
+
+    @property
+    def backend(self) -> str:
+        """The backend that wrote it."""
+        return self.caption.backend
+
+    @property
+    def model(self) -> str:
+        """The model id or path the backend ran ("" for model-free backends)."""
+        return self.caption.model
+
+    @property
+    def seconds(self) -> float:
+        """Retrieval + generation time of its batch, divided evenly over the batch's images."""
+        return self.caption.latency_s
+
+
+def _neighbours(
+    retriever: NeighbourSearch,
+    images: Sequence[Image],
+    image_ids: Sequence[str | None],
+    cfg: GenerationConfig,
+    modality_hints: Sequence[str | None] | None,
+) -> list[tuple[list[Hit], Prompt]]:
+    """The top-`cfg.k` neighbours of each image (its own id excluded) and their prompt."""
+    hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
+    hints = modality_hints or [cfg.modality_hint] * len(images)
+    template = template_of(cfg)
+    out = []
+    for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
+        found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
+        top = sorted(found, key=lambda h: h.rank)[: cfg.k]
+        out.append((top, build_prompt(top, template=template, k=cfg.k, modality_hint=hint)))
+    return out
+
+
 def neighbours_and_prompts(
     retriever: NeighbourSearch,
     images: Sequence[Image],
@@ -83,14 +132,42 @@ def neighbours_and_prompts(
     modality_hints: Sequence[str | None] | None = None,
 ) -> list[Prompt]:
     """Search the top-`cfg.k` neighbours of each image (its own id excluded) and build prompts."""
-    hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
-    hints = modality_hints or [cfg.modality_hint] * len(images)
-    template = template_of(cfg)
-    prompts = []
-    for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
-        found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
-        prompts.append(build_prompt(found, template=template, k=cfg.k, modality_hint=hint))
-    return prompts
+    return [p for _, p in _neighbours(retriever, images, image_ids, cfg, modality_hints)]
+
+
+def caption_with_evidence(
+    retriever: NeighbourSearch,
+    backend: CaptionBackend,
+    images: Sequence[Image],
+    image_ids: Sequence[str | None],
+    cfg: GenerationConfig = DEFAULTS.generation,
+    *,
+    modality_hints: Sequence[str | None] | None = None,
+) -> list[CaptionResult]:
+    """Caption decoded images; each result keeps its neighbours and prompt (see caption_images)."""
+    if len(images) != len(image_ids):
+        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
+    if not images:
+        return []
+    start = time.perf_counter()
+    found = _neighbours(retriever, images, image_ids, cfg, modality_hints)
+    texts = backend.generate(images, [prompt for _, prompt in found])
+    per_image_s = (time.perf_counter() - start) / len(images)
+    return [
+        CaptionResult(
+            Caption(
+                text=text,
+                backend=backend.name,
+                model=backend.model,
+                latency_s=per_image_s,
+                neighbour_ids=prompt.neighbour_ids,
+                neighbour_scores=prompt.neighbour_scores,
+            ),
+            hits,
+            prompt,
+        )
+        for text, (hits, prompt) in zip(texts, found, strict=True)
+    ]
 
 
 def caption_images_with_neighbours(
@@ -103,28 +180,10 @@ def caption_images_with_neighbours(
     modality_hints: Sequence[str | None] | None = None,
 ) -> list[tuple[Caption, Prompt]]:
     """Like `caption_images`, also returning each prompt (neighbour ids, captions and scores)."""
-    if len(images) != len(image_ids):
-        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
-    if not images:
-        return []
-    start = time.perf_counter()
-    prompts = neighbours_and_prompts(
-        retriever, images, image_ids, cfg, modality_hints=modality_hints
+    results = caption_with_evidence(
+        retriever, backend, images, image_ids, cfg, modality_hints=modality_hints
     )
-    texts = backend.generate(images, prompts)
-    per_image_s = (time.perf_counter() - start) / len(images)
-    captions = [
-        Caption(
-            text=text,
-            backend=backend.name,
-            model=backend.model,
-            latency_s=per_image_s,
-            neighbour_ids=prompt.neighbour_ids,
-            neighbour_scores=prompt.neighbour_scores,
-        )
-        for text, prompt in zip(texts, prompts, strict=True)
-    ]
-    return list(zip(captions, prompts, strict=True))
+    return [(r.caption, r.prompt) for r in results]
 
 
 def caption_images(

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from medcap import __version__
 from medcap.clock import now_iso
 from medcap.config import EvalConfig, RetrievalConfig, current
 from medcap.errors import InputError
+from medcap.evaluation.report import write_report
+from medcap.retrieval.evaluate import DIRECTIONS
 from medcap.types import Record, Skipped
 
 logger = logging.getLogger(__name__)
@@ -55,10 +57,45 @@ def write_thumbnails(
     return written
 
 
-def run_retrieval_evaluation(
+@dataclasses.dataclass
+class RetrievalEvaluation:
+    """Retrieval scores of one or more encoders on one split, as `medcap eval retrieval`
+    reports them; `write` saves report.json, report.md, plots and example thumbnails."""
+
+    report: dict[str, Any]
+    records: Callable[[], Iterable[Record]] = dataclasses.field(repr=False)
+
+    @property
+    def encoders(self) -> list[dict[str, Any]]:
+        """One entry per encoder: spec, label, gallery size, per-direction scores, ranks."""
+        encoders: list[dict[str, Any]] = self.report["encoders"]
+        return encoders
+
+    @property
+    def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """label -> image_to_text | text_to_image -> R@K (fractions), median_rank, mean_rank, n."""
+        return {
+            entry["label"]: {
+                direction: {k: v for k, v in entry[direction].items() if k != "recall_curve"}
+                for direction in DIRECTIONS
+            }
+            for entry in self.encoders
+        }
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the report directory `out_dir`; returns the path of its report.json."""
+        out = Path(out_dir)
+        wanted = {ex["image_id"] for ex in self.report["examples"]}
+        for ex in self.report["examples"]:
+            wanted |= {n["image_id"] for hits in ex["neighbours"].values() for n in hits}
+        px = self.report["config"]["eval"]["thumbnail_px"]
+        thumbs = write_thumbnails(self.records(), wanted, out, px)
+        return write_report({**self.report, "thumbnails": thumbs}, out)
+
+
+def evaluate_retrieval_run(
     data: str | Path,
     models: Sequence[str] | Sequence[Any],
-    out_dir: str | Path,
     *,
     split: str = "test",
     cfg: RetrievalConfig,
@@ -67,17 +104,12 @@ def run_retrieval_evaluation(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = False,
-) -> Path:
-    """Evaluate one or more encoders (specs, or loaded encoders) on a split; write the report.
-
-    Returns the path of report.json.
-    """
+) -> RetrievalEvaluation:
+    """Evaluate one or more encoders (specs, or loaded encoders) on a split of `data`."""
     from medcap.data.readers import open_dataset
-    from medcap.evaluation.report import write_report
     from medcap.retrieval.evaluate import evaluate_retrieval, sample_positions, select_records
 
     start = time.perf_counter()
-    out = Path(out_dir)
     dataset = open_dataset(data, cfg=current().data)
     total = dataset.count(split)
     if total == 0:
@@ -94,12 +126,6 @@ def run_retrieval_evaluation(
         group_by=group_by,
         progress=progress,
         batch_size=batch_size,
-    )
-    wanted = {ex["image_id"] for ex in body["examples"]}
-    for ex in body["examples"]:
-        wanted |= {n["image_id"] for hits in ex["neighbours"].values() for n in hits}
-    thumbs = write_thumbnails(
-        select_records(dataset.records(split), positions), wanted, out, eval_cfg.thumbnail_px
     )
     report = {
         "kind": "retrieval",
@@ -122,11 +148,22 @@ def run_retrieval_evaluation(
         },
         "gallery_size": min(e["gallery_size"] for e in body["encoders"]),
         **body,
-        "thumbnails": thumbs,
+        "thumbnails": {},  # filled in by `write`
         "skipped": [dataclasses.asdict(s) for s in dataset.skipped],
         "timings": {"load_models_s": load_s, "total_s": time.perf_counter() - start},
     }
-    return write_report(report, out)
+    return RetrievalEvaluation(report, lambda: select_records(dataset.records(split), positions))
+
+
+def run_retrieval_evaluation(
+    data: str | Path,
+    models: Sequence[str] | Sequence[Any],
+    out_dir: str | Path,
+    **options: Any,
+) -> Path:
+    """Evaluate encoders on a split (see `evaluate_retrieval_run`) and write the report
+    directory; returns the path of report.json."""
+    return evaluate_retrieval_run(data, models, **options).write(out_dir)
 
 
 def _load(model: str | Any, device: str) -> Any:
@@ -150,7 +187,6 @@ def run_concept_evaluation(
     """Predict each query's CUIs from its index neighbours (self excluded) and score F1."""
     from medcap.data.readers import open_dataset
     from medcap.evaluation.concepts import concept_f1_per_query, predict_concepts, threshold_sweep
-    from medcap.evaluation.report import write_report
     from medcap.retrieval.retriever import open_retriever
 
     start = time.perf_counter()
@@ -268,6 +304,35 @@ def load_images_by_id(
     return found, skipped
 
 
+@dataclasses.dataclass
+class CaptionScores:
+    """Caption metrics of a results file, as `medcap eval captions` reports them;
+    `write` saves report.json, report.md and plots."""
+
+    report: dict[str, Any]
+
+    @property
+    def n(self) -> int:
+        """Captions scored (rows with a reference caption)."""
+        return int(self.report["n"])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Corpus scores by name: BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ BERTScore, CLIPScore)."""
+        metrics: dict[str, float] = self.report["metrics"]
+        return metrics
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Metrics that could not run here, with why."""
+        unavailable: dict[str, str] = self.report["unavailable"]
+        return unavailable
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the report directory `out_dir`; returns the path of its report.json."""
+        return write_report(self.report, Path(out_dir))
+
+
 def run_caption_evaluation(
     results: str | Path,
     cfg: EvalConfig,
@@ -276,8 +341,8 @@ def run_caption_evaluation(
     data: str | Path | None = None,
     bertscore: bool = True,
     device: str | None = None,
-) -> dict[str, Any]:
-    """Score a results file (`medcap caption --out`); returns the `captions` report dict.
+) -> CaptionScores:
+    """Score a results file (`medcap caption --out`): BLEU, METEOR, ROUGE-L, CIDEr, ...
 
     CLIPScore/RefCLIPScore need both `model` (an encoder spec, or a loaded encoder) and
     `data` (the dataset holding the results' images).
@@ -294,7 +359,7 @@ def run_caption_evaluation(
             )
         images, image_skipped = load_images_by_id(data, load_caption_results(results).image_ids)
         encoder = _load(model, device or current().encoder.device)
-    return evaluate_caption_results(
+    report = evaluate_caption_results(
         results,
         cfg,
         bertscore=bertscore,
@@ -302,3 +367,4 @@ def run_caption_evaluation(
         images=images,
         image_skipped=image_skipped,
     )
+    return CaptionScores(report)

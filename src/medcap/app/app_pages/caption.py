@@ -7,13 +7,13 @@ import dataclasses
 import streamlit as st
 
 from medcap.app import captioning, queries, resources, views
-from medcap.config import DEFAULTS, SearchMode
+from medcap.config import SearchMode, current
 from medcap.errors import MedcapError
 from medcap.generation.backends.base import backend_class, backend_names
 from medcap.generation.prompt import list_templates
 
-gen = DEFAULTS.generation
-cfg = DEFAULTS.app
+gen = current().generation
+cfg = current().app
 app = resources.require_index()
 st.title("Retrieval-augmented caption")
 
