@@ -55,7 +55,36 @@ _LAZY: dict[str, str] = {
     "MissingExtraError": "medcap.errors:MissingExtraError",
 }
 
-__all__ = ["__version__", *_LAZY]
+# Written out (not `[*_LAZY]`) so linters and type checkers read it; a test keeps both equal.
+__all__ = [
+    "Caption",
+    "CaptionResult",
+    "CaptionScores",
+    "CorruptArtifactError",
+    "Dataset",
+    "Encoder",
+    "Hit",
+    "ImageDecodeError",
+    "ImageRef",
+    "IndexMismatchError",
+    "InputError",
+    "MedcapError",
+    "MissingExtraError",
+    "OfflineFetchError",
+    "Record",
+    "RetrievalEvaluation",
+    "Retriever",
+    "Skipped",
+    "__version__",
+    "build_index",
+    "caption",
+    "evaluate_retrieval",
+    "load_encoder",
+    "open_dataset",
+    "open_index",
+    "rank_captions",
+    "score_captions",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of this runs
     from medcap.api import (
