@@ -247,9 +247,6 @@ def open_retriever(
     open_clip; the full encoder then loads only if texts or records are searched, and a
     missing cache entry is written for next time.
     """
-    from medcap.devices import resolve_device
-    from medcap.encoder.image_tower import load_image_tower, save_image_tower
-
     index = open_index(index_dir, device=index_device)
 
     def load_full() -> Any:
@@ -260,6 +257,9 @@ def open_retriever(
     if lazy:
         resolve_model(index, model)  # a moved checkpoint is reported now, not at the first query
         return Retriever(None, index, load_encoder=load_full)
+    from medcap.devices import resolve_device
+    from medcap.encoder.image_tower import load_image_tower, save_image_tower
+
     if not image_tower or resolve_device(device).type != "cpu":
         return Retriever(load_full(), index)
     tower = load_image_tower(index.manifest.fingerprint, load_full)
