@@ -16,13 +16,12 @@ the file or the `--set`, the field and what it expects.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from medcap.config import DEFAULTS, MedcapConfig, field_types
 from medcap.errors import InputError

@@ -13,6 +13,7 @@ from medcap.devices import resolve_device
 from medcap.errors import InputError, MissingExtraError, OfflineFetchError, first_line
 from medcap.generation.adapter import read_adapter_info
 from medcap.generation.backends.base import BaseBackend
+from medcap.offline import is_offline
 
 if TYPE_CHECKING:
     import torch
@@ -74,6 +75,8 @@ def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwar
             f"{what} path {model_id} does not exist; pass an existing directory with --model"
         )
     local = looks_like_path(model_id)
+    if not local and is_offline():  # MEDCAP_OFFLINE too: only the local Hugging Face cache
+        kwargs = {**kwargs, "local_files_only": True}
     try:
         return loader(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
     except (OSError, ValueError) as exc:
