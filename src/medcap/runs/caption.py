@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from medcap.generation.captioning import (
     NeighbourSearch,
     build_backend,
     make_caption_fn,
+    template_of,
 )
 from medcap.generation.prompt import clean_caption
 from medcap.types import Caption, Record, Skipped
@@ -271,6 +272,7 @@ def caption_split(
         searcher: NeighbourSearch = open_retriever(run.index_dir, device=cfg.device)
     else:
         searcher = retriever
+    cfg = replace(cfg, template=template_of(cfg))  # the run record names the template used
     backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
     summary = caption_dataset(
         dataset.records(run.split),
