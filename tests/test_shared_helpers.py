@@ -10,7 +10,7 @@ import pytest
 
 from medcap.clock import now_iso
 from medcap.errors import OfflineFetchError, first_line
-from medcap.offline import OFFLINE_VARIABLES, is_offline
+from medcap.offline import is_offline, offline_variables
 
 
 def test_first_line_of_an_exception() -> None:
@@ -25,23 +25,34 @@ def test_now_iso_is_utc_to_the_second() -> None:
     assert datetime.fromisoformat(stamp).utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("variable", OFFLINE_VARIABLES)
-def test_each_offline_variable_turns_fetching_off(
-    variable: str, monkeypatch: pytest.MonkeyPatch
+ALL_VARIABLES = {*offline_variables("datasets"), *offline_variables("models")}
+
+
+@pytest.mark.parametrize(
+    ("variable", "datasets", "models"),
+    [
+        ("MEDCAP_OFFLINE", True, True),
+        ("HF_HUB_OFFLINE", True, True),
+        ("HF_DATASETS_OFFLINE", True, False),
+        ("TRANSFORMERS_OFFLINE", False, True),
+    ],
+)
+def test_each_offline_variable_turns_its_fetches_off(
+    variable: str, datasets: bool, models: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in OFFLINE_VARIABLES:
+    for name in ALL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    assert not is_offline()
+    assert not is_offline("datasets") and not is_offline("models")
     monkeypatch.setenv(variable, "yes")
-    assert is_offline()
+    assert (is_offline("datasets"), is_offline("models")) == (datasets, models)
     monkeypatch.setenv(variable, "0")
-    assert not is_offline()
+    assert not is_offline("datasets") and not is_offline("models")
 
 
 def test_medcap_offline_covers_datasets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from medcap.data.readers import open_dataset
 
-    for name in OFFLINE_VARIABLES:
+    for name in ALL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
     monkeypatch.setenv("MEDCAP_OFFLINE", "1")

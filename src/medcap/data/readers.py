@@ -89,6 +89,6 @@ def _open_hub(name: str, columns: Columns) -> Dataset:
     snapshot = cached_snapshot(name)
     if snapshot is not None:
         return ParquetDataset(snapshot, name=name, columns=columns)
-    if is_offline():
+    if is_offline("datasets"):
         raise offline_error(name, "offline mode is on and it is not in the local cache")
     return HubDataset(name, columns=columns)

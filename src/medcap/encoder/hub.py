@@ -92,7 +92,7 @@ def ensure_fetchable(spec: EncoderSpec, *, probe_timeout_s: float) -> bool:
     cached = all(_cached(repo, name) for repo, name in files) if files else _url_cached(spec)
     if cached:
         return True  # load from the cache; no network needed
-    if is_offline():
+    if is_offline("models"):
         raise OfflineFetchError(
             _offline_message(spec, "offline mode (MEDCAP_OFFLINE or HF_HUB_OFFLINE) is set")
         )

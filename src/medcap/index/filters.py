@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medcap.errors import InputError
+from medcap.index.ordering import order_candidates
 
 ColumnKind = Literal["text", "flag", "number"]
 Filters = Mapping[str, Any]  # column -> one accepted value, or a sequence of them
@@ -128,8 +129,6 @@ def scan_rows(
 ) -> list[tuple[int, float]]:
     """Exact top-`k` (row, score) of one query (d,) among `rows`, whose stored vectors
     (len(rows), d) are given; ordered as IndexDir orders results (ties by row)."""
-    from medcap.index.store import order_candidates
-
     if rows.size == 0:
         return []
     scores = vectors @ query

@@ -36,42 +36,13 @@ from medcap.index.manifest import (
     check_fingerprint,
     read_manifest,
 )
+from medcap.index.ordering import TIE_EPS, group_top, order_candidates, straddles
 from medcap.index.searchers import Searcher, make_searcher
 from medcap.index.shards import ShardVectors, read_parquet
 from medcap.types import Hit, Skipped
 
 LOG = logging.getLogger(__name__)
-TIE_EPS = 1e-6  # cosine scores closer than this are ties, ordered by row
 Target = Literal["images", "captions"]
-
-
-def order_candidates(
-    rows: NDArray[np.int64], scores: NDArray[np.float32]
-) -> list[tuple[int, float]]:
-    """Sort (row, score) pairs: score descending, ties (within TIE_EPS) by row ascending."""
-    if len(scores) < 2 or bool(np.all(scores[:-1] - scores[1:] > TIE_EPS)):
-        return list(zip(rows.tolist(), scores.tolist(), strict=True))  # sorted, no ties: as is
-    idx = sorted(range(len(rows)), key=lambda i: (-float(scores[i]), int(rows[i])))
-    out: list[tuple[int, float]] = []
-    i = 0
-    while i < len(idx):
-        top = float(scores[idx[i]])
-        j = i
-        while j < len(idx) and top - float(scores[idx[j]]) <= TIE_EPS:
-            j += 1
-        out.extend(sorted(((int(rows[t]), float(scores[t])) for t in idx[i:j]), key=lambda p: p[0]))
-        i = j
-    return out
-
-
-def _group_top(ordered: list[tuple[int, float]], pos: int) -> float:
-    """Highest score of the tie group holding position `pos`."""
-    top = ordered[pos][1]
-    for _, score in reversed(ordered[:pos]):
-        if score - ordered[pos][1] > TIE_EPS:
-            break
-        top = max(top, score)
-    return top
 
 
 class IndexDir:
@@ -269,7 +240,7 @@ class IndexDir:
                 keep = (rows[i] >= 0) & (rows[i] != drop)
                 ordered = order_candidates(rows[i][keep], scores[i][keep])
             need = min(k, n - (excluded[i] is not None))
-            if searcher.exact and 0 < need < len(ordered) and _straddles(ordered, need):
+            if searcher.exact and 0 < need < len(ordered) and straddles(ordered, need):
                 ordered = self._resolve_tie(searcher, q[i], ordered, need, excluded[i])
             results.append(ordered[:need])
         return results
@@ -301,7 +272,7 @@ class IndexDir:
         excluded: int | None,
     ) -> list[tuple[int, float]]:
         """Fetch every row tied with the k-th so ties are ordered by row, not heap order."""
-        threshold = _group_top(ordered, need - 1) - 2 * TIE_EPS
+        threshold = group_top(ordered, need - 1) - 2 * TIE_EPS
         scores, rows = searcher.rows_above(query, threshold)
         keep = rows != (-2 if excluded is None else excluded)
         return order_candidates(rows[keep], scores[keep])
@@ -333,10 +304,6 @@ class IndexDir:
             [self.hit(row, rank, score) for rank, (row, score) in enumerate(found, start=1)]
             for found in found_rows
         ]
-
-
-def _straddles(ordered: list[tuple[int, float]], need: int) -> bool:
-    return ordered[need - 1][1] - ordered[need][1] <= TIE_EPS
 
 
 def _check_target(target: str) -> None:

@@ -75,7 +75,7 @@ def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwar
             f"{what} path {model_id} does not exist; pass an existing directory with --model"
         )
     local = looks_like_path(model_id)
-    if not local and is_offline():  # MEDCAP_OFFLINE too: only the local Hugging Face cache
+    if not local and is_offline("models"):  # MEDCAP_OFFLINE too: the local cache only
         kwargs = {**kwargs, "local_files_only": True}
     try:
         return loader(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
