@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 ATTRIBUTES = ("modality", "region", "finding")
 SHOWN = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -258,7 +259,9 @@ class _Speed:
         import torch
         from transformers import Qwen2VLForConditionalGeneration
 
-        from medcap.generation.tiny import build_qwen2vl_processor, qwen2vl_config
+        if str(REPO) not in sys.path:  # the tiny builders are test support, not medcap
+            sys.path.insert(0, str(REPO))
+        from tests.support.tiny_generators import build_qwen2vl_processor, qwen2vl_config
 
         self.args = args
         self.device = torch.device(args.device)

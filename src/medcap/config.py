@@ -1,7 +1,11 @@
-"""Every project default, written once.
+"""Every project default, written once, and the checks every setting must pass.
 
-CLI options default to None, meaning "use the default here"; the help of each option
-shows it. Runs write their resolved settings (`dump_config`) next to their outputs.
+CLI options default to None, meaning "use the active config" (`current()`); the help of
+each option shows the default. `medcap --config FILE.toml --set section.field=value`
+changes the active config for one command (read by `medcap.config_files.load_config`);
+library functions take the section they need and default to `DEFAULTS`. Every section
+checks its values in `__post_init__` and names the bad one in a one-line InputError.
+Runs write their resolved settings (`dump_config`) next to their outputs.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -17,6 +22,55 @@ from medcap.errors import InputError
 
 IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
 SearchMode = Literal["captions", "images"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]  # auto: bf16 on GPU, fp32 on CPU
+RankTies = Literal["pessimistic", "optimistic"]
+ConsensusSimilarity = Literal["cider-d", "token-f1"]
+Duplicates = Literal["error", "mean"]  # mean: each image's rows weigh 1/m
+AttnImplementation = Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"]
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of every field of a config dataclass (resolved once per class)."""
+    if cls not in _FIELD_TYPES:
+        _FIELD_TYPES[cls] = typing.get_type_hints(cls)
+    return _FIELD_TYPES[cls]
+
+
+def _check_choices(section: str, cfg: Any) -> None:
+    """Every Literal-typed field holds one of its choices."""
+    for name, kind in field_types(type(cfg)).items():
+        if typing.get_origin(kind) is Literal:
+            value = getattr(cfg, name)
+            if value not in typing.get_args(kind):
+                valid = ", ".join(map(str, typing.get_args(kind)))
+                raise InputError(
+                    f"unknown {name.replace('_', ' ')} {value!r} ({section}.{name}); valid: {valid}"
+                )
+
+
+def _at_least(section: str, cfg: Any, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < minimum:
+            raise InputError(f"{section}.{name} must be >= {minimum:g}, got {value}")
+
+
+def _positive(section: str, cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{section}.{name} must be a positive number, got {value}")
+
+
+def _fraction(section: str, cfg: Any, *names: str, high_open: bool = False) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not (0.0 <= value < 1.0 if high_open else 0.0 <= value <= 1.0):
+            bound = "1)" if high_open else "1]"
+            raise InputError(f"{section}.{name} must be in [0, {bound}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +89,16 @@ class DataConfig:
     split_column: str = "split"
     info_max_images: int | None = None  # images decoded per split by `data info` (None: all)
 
+    def __post_init__(self) -> None:
+        _at_least("data", self, 1, "phantom_count", "phantom_image_size", "phantom_shard_rows")
+        _at_least("data", self, 0, "info_max_images")
+        fractions = self.phantom_split_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise InputError(
+                "data.phantom_split_fractions must be three shares (train, valid, test) >= 0 "
+                f"that sum to 1, got {fractions}"
+            )
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -44,9 +108,15 @@ class EncoderConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers for image decoding
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    precision: Precision = "auto"  # auto: bf16 on GPU, fp32 on CPU
     init_seed: int = 0  # random-init specs (a name without tag, an architecture JSON) are seeded
     hub_probe_timeout_s: float = 3.0  # how long to wait for the hub before calling it offline
+
+    def __post_init__(self) -> None:
+        _check_choices("encoder", self)
+        _at_least("encoder", self, 1, "batch_size")
+        _at_least("encoder", self, 0, "num_workers")
+        _positive("encoder", self, "hub_probe_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -59,7 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 30
     grad_accum_steps: int = 1
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Precision = "auto"
     grad_checkpointing: bool = False
     lock_image: bool = False
     lock_text: bool = False
@@ -83,8 +153,17 @@ class TrainConfig:
     tensorboard: bool = True  # mirror metrics.jsonl to TensorBoard event files (medcap[tb])
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"train.lr must be a positive number, got {self.lr}")
+        _check_choices("train", self)
+        _at_least(
+            "train", self, 1, "epochs", "batch_size", "grad_accum_steps",
+            "checkpoint_every_steps", "eval_max_items", "max_steps", "log_every_steps",
+            "num_threads",
+        )  # fmt: skip
+        _at_least("train", self, 0, "warmup_steps", "num_workers", "weight_decay", "cache_max_gb")
+        _at_least("train", self, 0, "aug_max_rotate_deg")
+        _positive("train", self, "lr", "max_minutes", "logit_scale_max", "aug_min_scale")
+        _fraction("train", self, "min_lr_ratio", "aug_min_scale")
+        _fraction("train", self, "aug_brightness", "aug_contrast", high_open=True)
 
 
 @dataclass(frozen=True)
@@ -108,13 +187,13 @@ class IndexConfig:
     verify: bool = True  # check every index file's checksum on open (--no-verify skips it)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "shard_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"index.{name} must be >= 1, got {getattr(self, name)}")
-        if self.thumbnail_size < 0:
-            raise InputError(
-                f"index.thumbnail_size must be >= 0 (0: no thumbnails), got {self.thumbnail_size}"
-            )
+        _check_choices("index", self)
+        _at_least("index", self, 1, "batch_size", "shard_size", "flat_max_vectors")
+        _at_least("index", self, 1, "hnsw_ef_search", "ivf_nprobe")
+        _at_least("index", self, 2, "hnsw_m")
+        _at_least("index", self, 0, "ivf_rerank_factor", "thumbnail_size")
+        _at_least("index", self, 0, "half_scan_max_queries", "half_scan_max_mb")
+        _positive("index", self, "memory_budget_gb")
 
 
 @dataclass(frozen=True)
@@ -128,18 +207,24 @@ class RetrievalConfig:
     sample_pairs: int | None = None  # e.g. 2000 for the PMC-CLIP protocol; None: whole split
     sample_seed: int = 0
     same_caption_relevant: bool = False  # every case with an identical caption counts as a hit
-    rank_ties: Literal["pessimistic", "optimistic"] = "pessimistic"  # equal scores rank first/last
+    rank_ties: RankTies = "pessimistic"  # equal scores rank first/last
+
+    def __post_init__(self) -> None:
+        _check_choices("retrieval", self)
+        _at_least("retrieval", self, 1, "k", "sample_pairs")
+        if not self.recall_ks or min(self.recall_ks) < 1:
+            raise InputError(
+                f"retrieval.recall_ks must be one or more K >= 1, got {self.recall_ks}"
+            )
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
     """Retrieval-augmented caption generation."""
 
-    backend: str = "consensus"
+    backend: str = "consensus"  # a registered backend (medcap.generation.backends)
     k: int = 5
-    template: str = "default"
-    qwen2vl_model: str = "Qwen/Qwen2-VL-2B-Instruct"
-    blip2_model: str = "Salesforce/blip2-opt-2.7b"
+    template: str | None = None  # prompt template name or .txt path; None: the backend's own
     max_new_tokens: int = 128
     batch_size: int = 16
     checkpoint_every: int = 50  # images between result-file flushes in batch captioning
@@ -148,17 +233,16 @@ class GenerationConfig:
     lora_dropout: float = 0.05
     search_mode: SearchMode = "captions"  # neighbours by image->caption or image->image search
     modality_hint: str | None = None  # e.g. "CT": added to the prompt when the template has {hint}
-    consensus_similarity: Literal["cider-d", "token-f1"] = "cider-d"
+    consensus_similarity: ConsensusSimilarity = "cider-d"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    attn_implementation: str = "sdpa"  # eager | sdpa | flash_attention_2 (GPU only)
+    dtype: Precision = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    attn_implementation: AttnImplementation = "sdpa"  # flash_attention_*: GPU only
     min_pixels: int = 56 * 56  # Qwen2-VL image resize bounds; 28x28 pixels per visual token
     max_pixels: int = 448 * 448  # 448x448 -> 256 visual tokens
     static_cache: bool = False  # generate with a static KV cache (GPU speed path)
     pad_to_multiple_of: int = 64  # static cache: prompt lengths rounded up so shapes repeat
     num_beams: int = 1
-    blip2_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")  # OPT layers
-    qwen2vl_lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # LM layers
+    lora_targets: tuple[str, ...] = ()  # module names LoRA wraps; (): the backend's own
     lora_lr: float = 1e-4
     lora_epochs: int = 3
     lora_batch_size: int = 4
@@ -171,12 +255,17 @@ class GenerationConfig:
     train_split: str = "train"  # split whose cases the generator is fine-tuned on
     split: str = "test"  # split captioned by `medcap caption --data`
     train_backend: str = "blip2-lora"  # generator that `medcap train generator` fine-tunes
-    blip2_template: str = "smallcap"  # OPT continues text: blip2-lora's template unless given
 
     def __post_init__(self) -> None:
-        for name in ("k", "batch_size", "checkpoint_every", "max_new_tokens", "lora_batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"generation.{name} must be >= 1, got {getattr(self, name)}")
+        _check_choices("generation", self)
+        _at_least(
+            "generation", self, 1, "k", "batch_size", "checkpoint_every", "max_new_tokens",
+            "lora_batch_size", "num_beams", "lora_r", "lora_epochs", "lora_max_steps",
+            "lora_checkpoint_every", "pad_to_multiple_of", "min_pixels",
+        )  # fmt: skip
+        _at_least("generation", self, 0, "lora_eval_max_items")
+        _positive("generation", self, "lora_alpha", "lora_lr")
+        _fraction("generation", self, "lora_dropout", high_open=True)
         if self.min_pixels > self.max_pixels:
             raise InputError("generation.min_pixels must not exceed generation.max_pixels")
 
@@ -200,20 +289,17 @@ class EvalConfig:
     example_queries: int = 6
     example_neighbours: int = 4  # top neighbours shown per example query
     thumbnail_px: int = 96  # longest side of example thumbnails in reports, pixels
-    duplicates: Literal["error", "mean"] = "error"  # repeated image ids in a results file
+    duplicates: Duplicates = "error"  # repeated image ids in a results file: refuse or average
 
     def __post_init__(self) -> None:
-        if self.duplicates not in ("error", "mean"):
-            raise InputError(f"eval.duplicates must be error or mean, got {self.duplicates!r}")
-        if self.concept_k < 1:
-            raise InputError(f"eval.concept_k must be >= 1, got {self.concept_k}")
+        _check_choices("eval", self)
+        _at_least("eval", self, 1, "concept_k", "bertscore_num_layers", "bertscore_batch_size")
+        _at_least("eval", self, 1, "recall_curve_max_k", "example_neighbours", "thumbnail_px")
+        _at_least("eval", self, 0, "example_queries")
+        _positive("eval", self, "clipscore_weight")
         if not 0.0 < self.concept_threshold <= 1.0:
             raise InputError(
                 f"eval.concept_threshold must be in (0, 1], got {self.concept_threshold}"
-            )
-        if self.concept_mode not in ("images", "captions"):
-            raise InputError(
-                f"eval.concept_mode must be images or captions, got {self.concept_mode!r}"
             )
 
 
@@ -232,6 +318,14 @@ class AppConfig:
     # first few text columns); a case's page always shows all of its metadata
     card_fields: tuple[str, ...] = ("modality", "region", "finding", "location", "view")
 
+    def __post_init__(self) -> None:
+        _at_least("app", self, 1, "k", "columns", "thumbnail_px", "filter_max_values")
+        _at_least("app", self, 0, "port")
+        if self.port > 65535:
+            raise InputError(f"app.port must be <= 65535, got {self.port}")
+        if self.max_k < self.k:
+            raise InputError(f"app.max_k must be >= app.k ({self.k}), got {self.max_k}")
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -243,6 +337,10 @@ class DemoConfig:
     model: str = "medcap-tiny"
     epochs: int = 12  # fixed, not a time budget, so the same seed gives the same metrics
     example_searches: int = 3
+
+    def __post_init__(self) -> None:
+        _at_least("demo", self, 1, "n", "image_size", "epochs")
+        _at_least("demo", self, 0, "example_searches")
 
 
 @dataclass(frozen=True)
@@ -274,3 +372,18 @@ def replace_set(section: T, **overrides: Any) -> T:
 def dump_config(config: Any, path: str | Path) -> None:
     """Write a config (any dataclass) as JSON next to a run's outputs."""
     Path(path).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+
+
+_current: list[MedcapConfig] = [DEFAULTS]
+
+
+def current() -> MedcapConfig:
+    """The active config: DEFAULTS, or what `medcap --config/--set` made of it."""
+    return _current[0]
+
+
+def use_config(config: MedcapConfig) -> MedcapConfig:
+    """Make `config` the active one (the CLI's root callback, the app's entry script);
+    returns the one it replaces."""
+    previous, _current[0] = _current[0], config
+    return previous

@@ -34,3 +34,11 @@ class MissingExtraError(MedcapError):
         super().__init__(
             f"{package} is not installed; install it with: pip install 'medcap[{extra}]'"
         )
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none),
+    cut to `limit` characters: a library's multi-line error inside a one-line message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if limit is None else text[:limit]

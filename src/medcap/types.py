@@ -48,7 +48,11 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result. `score` is cosine similarity in [-1, 1]; `rank` is 1-based."""
+    """One search result. `score` is cosine similarity in [-1, 1]; `rank` is 1-based.
+
+    `metadata` holds the case's other columns as the dataset gave them (modality, ...);
+    `image_path` is the image file when the case has one on disk.
+    """
 
     rank: int
     score: float
@@ -57,7 +61,12 @@ class Hit:
     cuis: tuple[str, ...] = ()
     split: str = ""
     image_path: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """The former name of `metadata` (as in `Record.extra`)."""
+        return self.metadata
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,16 @@ def test_streamlit_command_serves_main_script_headless_on_given_address(tmp_path
     assert launch.parse_app_args(script_args).index == tmp_path
 
 
+def test_settings_reach_the_app_process(tmp_path: Path) -> None:
+    from medcap.config_files import load_config, overrides_of
+
+    active = load_config(None, ["app.k=4", "retrieval.text_mode=captions"])
+    cmd = launch.streamlit_command(tmp_path, active.app, overrides_of(active))
+    args = launch.parse_app_args(cmd[cmd.index("--") + 1 :])
+    assert args.index == tmp_path
+    assert load_config(None, args.settings) == active  # what the app's entry script applies
+
+
 def test_parse_app_args_ignores_foreign_arguments() -> None:
     assert launch.parse_app_args(["-q", "tests/app", "--maxfail=1"]).index is None
     assert launch.parse_app_args(["--index", "x", "--other"]).index == Path("x")

@@ -98,3 +98,40 @@ def test_a_format_1_index_needs_no_verify(index_dir: Path) -> None:
     with pytest.raises(InputError, match="rebuild"):
         open_index(index_dir)
     assert len(open_index(index_dir, verify=False)) == 20
+
+
+def test_set_index_verify_false_works_as_no_verify(
+    capsys: pytest.CaptureFixture[str], attack_index: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "index"
+    shutil.copytree(attack_index, copy)
+    scale_stored_vectors(copy / "image.faiss", open_index(copy).manifest.count, 10.0)
+    assert run_cli(capsys, "index", "info", copy)[0] == 1
+    assert run_cli(capsys, "--set", "index.verify=false", "index", "info", copy)[0] == 0
+    code, _, err = run_cli(capsys, "--set", "index.verify=false", "index", "info", copy, "--verify")
+    assert code == 1 and "checksum" in one_error_line(err)  # the flag wins over the setting
+
+
+def test_app_no_verify_travels_as_a_setting(attack_index: Path, tmp_path: Path) -> None:
+    from medcap.app.session import AppLoadError, open_app_index
+    from medcap.cli.browser import server_settings
+    from medcap.config import use_config
+    from medcap.config_files import load_config
+
+    copy = tmp_path / "index"
+    shutil.copytree(attack_index, copy)
+    path = copy / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["format_version"] = 1  # no checksums: opens only unverified
+    del raw["checksums"]
+    path.write_text(json.dumps(raw))
+    assert server_settings(None) == []
+    assert server_settings(False) == ["index.verify=false"]
+    with pytest.raises(AppLoadError, match="format 1") as err:
+        open_app_index(copy, device="cpu")
+    assert err.value.kind == "invalid"
+    previous = use_config(load_config(None, server_settings(False)))  # what the server applies
+    try:
+        assert len(open_app_index(copy, device="cpu").retriever) == raw["count"]
+    finally:
+        use_config(previous)

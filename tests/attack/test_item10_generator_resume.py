@@ -27,8 +27,8 @@ CFG = replace(
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medcap.generation.tiny import build_tiny_blip2
     from tests.generation.gen_helpers import make_captions
+    from tests.support.tiny_generators import build_tiny_blip2
 
     model, processor = build_tiny_blip2(make_captions(40))
     base = tmp_path_factory.mktemp("tiny_blip2") / "model"

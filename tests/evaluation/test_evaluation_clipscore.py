@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 
 from medcap.evaluation.bertscore import bertscore_f1, bertscore_unavailable_reason
-from medcap.evaluation.clipscore import (
-    clip_scores_from_embeddings,
-    compute_clipscores,
-    load_images_by_id,
-)
+from medcap.evaluation.clipscore import clip_scores_from_embeddings, compute_clipscores
+from medcap.runs.evaluate import load_images_by_id
 
 
 def test_clipscore_hand_worked() -> None:

@@ -31,13 +31,13 @@ def prompts_and_images(captions: list[str]) -> tuple[list[Image.Image], list[Pro
 
 @pytest.fixture()
 def tiny_qwen(captions: list[str]) -> Callable[..., tuple[Any, Any]]:
-    from medcap.generation.tiny import build_tiny_qwen2vl
+    from tests.support.tiny_generators import build_tiny_qwen2vl
 
     return lambda seed=0: build_tiny_qwen2vl(captions, seed=seed)
 
 
 @pytest.fixture()
 def tiny_blip2(captions: list[str]) -> Callable[..., tuple[Any, Any]]:
-    from medcap.generation.tiny import build_tiny_blip2
+    from tests.support.tiny_generators import build_tiny_blip2
 
     return lambda seed=0: build_tiny_blip2(captions, seed=seed)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from medcap.config import DEFAULTS
-from medcap.generation.backends import get_backend
+from medcap.generation.backends import backend_class, get_backend
 from medcap.generation.collate import IGNORE_INDEX, TrainExample, encode_example
 from medcap.generation.prompt import build_prompt
 from medcap.train.lora import evaluate_loss, latest_checkpoint, train_lora
@@ -54,8 +54,7 @@ def _build(kind: str, request: pytest.FixtureRequest) -> tuple[Any, Any]:
 def test_loss_is_masked_over_the_prompt(kind: str, request: pytest.FixtureRequest) -> None:
     model, processor = _build(kind, request)
     example = _examples(1)[0]
-    size = {"shortest_edge": CFG.min_pixels, "longest_edge": CFG.max_pixels}
-    item = encode_example(kind, processor, model.config, example.image, example, size)
+    item = encode_example(kind, processor, model.config, example.image, example, CFG)
     labelled = item["labels"] != IGNORE_INDEX
     n_target = int(labelled.sum())
     assert bool(labelled[-n_target:].all()) and not bool(labelled[:-n_target].any())
@@ -106,7 +105,7 @@ def test_training_lowers_loss_and_changes_only_the_adapter(
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 17))
     peft_config = json.loads((out / "adapter_config.json").read_text())
-    expected_targets = CFG.blip2_lora_targets if kind == "blip2-lora" else CFG.qwen2vl_lora_targets
+    expected_targets = backend_class(kind).lora_targets
     assert sorted(peft_config["target_modules"]) == sorted(expected_targets)
     info = json.loads((out / "medcap_adapter.json").read_text())
     assert info["backend"] == kind and info["template"] == "smallcap" and info["k"] == 3
@@ -195,7 +194,9 @@ def test_adapter_sidecar_fills_unset_caption_settings(tmp_path: Path) -> None:
     assert kept.k == 2 and kept.template == "concise"
     blip = replace(DEFAULTS.generation, backend="blip2-lora")
     assert (
-        resolve_settings(blip, None, template=None).template == DEFAULTS.generation.blip2_template
+        resolve_settings(blip, None, template=None).template
+        == backend_class("blip2-lora").default_template
+        == "smallcap"
     )
     assert resolve_settings(blip, None, template="default").template == "default"
     (tmp_path / "medcap_adapter.json").write_text("{not json")

@@ -142,3 +142,31 @@ def test_overwrite_never_replaces_a_directory_that_is_not_an_index(tmp_path: Pat
     with pytest.raises(InputError, match="not an index directory"):
         build_index(make_records(5), VectorEncoder(), out, CFG, overwrite=True)
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_a_failed_swap_puts_the_old_index_back_and_resume_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from medcap.index import finalize
+
+    out = tmp_path / "idx"
+    build_index(make_records(10), VectorEncoder(dim=16), out, CFG)
+    real_replace = os.replace
+
+    def replace_failing_into_out(src: Path, dst: Path) -> None:
+        if Path(src) == partial_dir(out):  # the finished rebuild moving into place
+            raise OSError("injected: the rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(finalize.os, "replace", replace_failing_into_out)
+    with pytest.raises(OSError, match="injected"):
+        build_index(make_records(20), VectorEncoder(dim=16), out, CFG, overwrite=True)
+    assert len(open_index(out)) == 10  # the old index is back, checksums intact
+    assert not out.with_name("idx.old").exists()
+    monkeypatch.setattr(finalize.os, "replace", real_replace)
+    rebuilt = build_index(
+        make_records(20), VectorEncoder(dim=16), out, CFG, overwrite=True, resume=True
+    )
+    assert len(rebuilt) == 20 and not partial_dir(out).exists()

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from medcap.config import DEFAULTS
+from medcap.config import current
 from medcap.errors import MedcapError
 from medcap.types import Hit
 
@@ -67,7 +67,7 @@ def card_for(
         caption=info.caption,
         cuis=info.cuis,
         split=info.split,
-        metadata=cases.card_metadata(image_id, DEFAULTS.app.card_fields),
+        metadata=cases.card_metadata(image_id, current().app.card_fields),
         rank=rank,
         score=score,
         thumbnail=thumb,

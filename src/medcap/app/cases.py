@@ -1,7 +1,7 @@
 """The indexed cases as the browser sees them: ids, captions, metadata, images, vectors.
 
-Built once per index (cached by the app): metadata columns are read from the items'
-`extra` JSON so they can be filtered and counted without touching the index again.
+Built once per index (cached by the app) on the index's own columns (`IndexDir.columns`),
+so pages can show, filter and count cases without reading the items again.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,8 +22,7 @@ from medcap.types import ImageRef
 if TYPE_CHECKING:
     from PIL import Image
 
-    from medcap.index import IndexDir
-    from medcap.index.shards import ShardVectors
+    from medcap.index import ColumnKind, Filters, IndexDir, Target
 
 _THUMB_CACHE_SIZE = 4096  # decoded thumbnails kept per index (small images, a few MB)
 
@@ -39,65 +38,36 @@ class CaseInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-ColumnKind = Literal["text", "flag", "number"]
 _CARD_FIELDS = 5  # metadata values shown on a result card
 
 
-def _kind(value: object) -> ColumnKind | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "flag"
-    if isinstance(value, int | float):
-        return "number"
-    return "text"
-
-
-def _display(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_display(v) for v in value)
-    return "" if value is None else str(value)
-
-
 class CaseTable:
-    """Read-only view of an index's cases, shared by every browser session."""
+    """Read-only view of an index's cases, shared by every browser session.
+
+    Columns, filters and filtered search are the index's own (`IndexDir.columns`,
+    `IndexDir.search(where=...)`); this adds what pages show: case info, cards, images.
+    """
 
     def __init__(self, index: IndexDir) -> None:
         self.index = index
         self.ids: list[str] = index.image_ids()
+        columns = index.columns
+        # Only columns with at least one value can be shown or filtered on.
+        self.column_kinds: dict[str, ColumnKind] = dict(columns.kinds)
+        self.metadata_columns: list[str] = list(self.column_kinds)
+        values = {name: columns.values(name) for name in self.metadata_columns}
         infos: list[CaseInfo] = []
         self._paths: list[str | None] = []
-        kinds: dict[str, set[ColumnKind]] = {}
         for row in range(len(self.ids)):
             hit = index.hit(row)
-            meta = {}
-            for key, value in hit.extra.items():
-                kind = _kind(value)
-                kinds.setdefault(str(key), set())
-                if kind is not None:
-                    kinds[str(key)].add(kind)
-                    meta[str(key)] = _display(value)
+            meta = {name: values[name][row] for name in values if values[name][row]}
             infos.append(CaseInfo(hit.image_id, hit.caption, hit.cuis, hit.split, meta))
             self._paths.append(hit.image_path)
         self._infos = infos
         self._row_of = {image_id: row for row, image_id in enumerate(self.ids)}
-        # A column holding more than one kind of value is treated as text.
-        self.column_kinds: dict[str, ColumnKind] = {
-            key: next(iter(found)) if len(found) == 1 else "text"
-            for key, found in kinds.items()
-            if found
-        }
-        self.metadata_columns: list[str] = list(self.column_kinds)
-        self._columns: dict[str, list[str]] = {"split": [i.split for i in infos]}
-        for name in self.metadata_columns:
-            self._columns[name] = [i.metadata.get(name, "") for i in infos]
         self._filter_values: dict[int, dict[str, list[str]]] = {}
-        self._matching: dict[tuple[tuple[str, frozenset[str]], ...], NDArray[np.int64]] = {}
         self._thumbs: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
         self._lock = threading.Lock()
-        self._vectors: dict[str, ShardVectors] = {}
 
     @classmethod
     def from_index(cls, index: IndexDir) -> CaseTable:
@@ -152,7 +122,9 @@ class CaseTable:
 
     def column(self, name: str) -> list[str]:
         """`split` or a metadata column as display strings, in row order ("" when absent)."""
-        return self._columns.get(name) or [""] * len(self.ids)
+        if name != "split" and name not in self.column_kinds:
+            return [""] * len(self.ids)
+        return self.index.column(name)
 
     def filter_values(self, max_values: int) -> dict[str, list[str]]:
         """Filterable columns (split, text and flag metadata with 2..max_values values)."""
@@ -168,27 +140,11 @@ class CaseTable:
         self._filter_values[max_values] = out
         return out
 
-    def matching_rows(self, filters: Mapping[str, Sequence[str]]) -> NDArray[np.int64] | None:
+    def matching_rows(self, filters: Filters) -> NDArray[np.int64] | None:
         """Rows (ascending) whose columns take one of the accepted values; None: no filter."""
-        active = {name: frozenset(values) for name, values in filters.items() if values}
-        if not active:
-            return None
-        key = tuple(sorted(active.items()))
-        with self._lock:
-            cached = self._matching.get(key)
-        if cached is not None:
-            return cached
-        keep = np.ones(len(self.ids), dtype=bool)
-        for name, accepted in active.items():
-            keep &= np.fromiter((v in accepted for v in self.column(name)), bool, len(self.ids))
-        rows = np.flatnonzero(keep).astype(np.int64)
-        with self._lock:
-            self._matching[key] = rows
-            while len(self._matching) > 16:
-                self._matching.pop(next(iter(self._matching)))
-        return rows
+        return self.index.matching_rows(filters)
 
-    def matching_ids(self, filters: Mapping[str, Sequence[str]]) -> set[str] | None:
+    def matching_ids(self, filters: Filters) -> set[str] | None:
         """Ids of cases whose columns take one of the accepted values; None: no filter."""
         rows = self.matching_rows(filters)
         return None if rows is None else {self.ids[r] for r in rows}
@@ -240,22 +196,9 @@ class CaseTable:
                 self._thumbs.popitem(last=False)
         return image
 
-    def vector(self, image_id: str, target: str) -> NDArray[np.float32]:
+    def vector(self, image_id: str, target: Target) -> NDArray[np.float32]:
         """The stored (1, d) unit float32 vector of one case ("images" or "captions")."""
-        return self.vectors(np.array([self.position(image_id)], dtype=np.int64), target)
-
-    def vectors(self, rows: NDArray[np.int64], target: str) -> NDArray[np.float32]:
-        """Stored (len(rows), d) unit float32 vectors: the ones the FAISS index was built from."""
-        from medcap.index.manifest import EMB_DIR
-        from medcap.index.shards import ShardVectors
-
-        with self._lock:
-            vectors = self._vectors.get(target)
-            if vectors is None:
-                names = [s.name for s in self.index.manifest.shards]
-                vectors = ShardVectors(self.index.path / EMB_DIR, names, target)
-                self._vectors[target] = vectors
-        return vectors.gather(rows)
+        return self.index.vectors(np.array([self.position(image_id)], dtype=np.int64), target)
 
 
 def load_image_bytes(data: bytes, image_id: str) -> Image.Image:

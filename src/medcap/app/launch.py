@@ -51,9 +51,11 @@ def app_url(cfg: AppConfig) -> str:
     return f"http://{host}:{cfg.port}"
 
 
-def streamlit_command(index_dir: str | Path, cfg: AppConfig, *, verify: bool = True) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`
-    (`verify`: check the index files' checksums when the server opens it)."""
+def streamlit_command(
+    index_dir: str | Path, cfg: AppConfig, settings: Sequence[str] = ()
+) -> list[str]:
+    """The `streamlit run` command line that serves the browser over `index_dir`;
+    `settings` (`section.field=value`) reach the app's active config."""
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
@@ -65,7 +67,7 @@ def streamlit_command(index_dir: str | Path, cfg: AppConfig, *, verify: bool = T
         "--theme.base", "light",
         "--",
         "--index", str(index_dir),
-        *([] if verify else ["--no-verify"]),
+        *(arg for setting in settings for arg in ("--set", setting)),
     ]  # fmt: skip
 
 
@@ -74,16 +76,17 @@ class AppArgs:
     """What the entry script receives after `--` on the `streamlit run` line."""
 
     index: Path | None = None
-    verify: bool = True  # False with --no-verify: skip the index files' checksums
+    settings: tuple[str, ...] = ()  # `section.field=value` for the app's config
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR` and `--no-verify` from the script's arguments; others are ignored."""
+    """Read `--index DIR` and `--set section.field=value` from the script's arguments;
+    anything else is ignored."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
-    parser.add_argument("--no-verify", dest="verify", action="store_false")
+    parser.add_argument("--set", action="append", default=[], dest="settings")
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index, verify=known.verify)
+    return AppArgs(index=known.index, settings=tuple(known.settings))
 
 
 def run_server(command: list[str]) -> int:

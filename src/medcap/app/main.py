@@ -10,6 +10,7 @@ import streamlit as st
 from medcap.app import resources
 
 st.set_page_config(page_title="medcap: similar cases", page_icon="🩻", layout="wide")
+resources.apply_settings()
 
 _PAGES = "app_pages"
 loaded, problem = resources.index_or_problem()

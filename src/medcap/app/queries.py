@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,74 +45,26 @@ def upload_id(name: str, data: bytes) -> str:
     return f"upload:{name}:{hashlib.sha1(data).hexdigest()[:10]}"
 
 
-def _filtered_search(
+def _search(
     app: AppIndex,
-    search: _Search,
+    vector: NDArray[np.float32],
+    *,
     k: int,
+    mode: SearchMode,
     filters: Filters | None,
+    exclude_id: str | None,
 ) -> list[Hit]:
-    """Top-`k` hits among the cases that pass `filters` (all cases without filters)."""
-    rows = app.cases.matching_rows(filters or {})
-    if rows is None:
-        return search(min(k, len(app.cases)))
-    return search.within(rows, k)
-
-
-class _Search:
-    """One query (image, text or stored vector), encoded once, searched in the index."""
-
-    def __init__(
-        self,
-        app: AppIndex,
-        *,
-        image: Image.Image | None = None,
-        text: str | None = None,
-        vector: NDArray[np.float32] | None = None,
-        mode: SearchMode,
-        exclude_id: str | None = None,
-    ) -> None:
-        self.app, self.mode, self.exclude = app, mode, [exclude_id]
-        if vector is None:
-            encoder = app.retriever.encoder
-            vector = (
-                encoder.encode_images([image])
-                if image is not None
-                else encoder.encode_texts([text or ""])
-            )
-        self.vector = vector
-
-    def within(self, rows: NDArray[np.int64], k: int) -> list[Hit]:
-        """Exact top-`k` among `rows`, scored on the stored vectors the index holds.
-
-        Ordered as the index orders its results (score descending, ties by row), so a
-        filter that keeps every case gives the same hits as an unfiltered flat search.
-        """
-        from medcap.index.store import order_candidates
-
-        index = self.app.retriever.index
-        if self.exclude[0] is not None:
-            own = index.row_of(self.exclude[0])
-            rows = rows[rows != own] if own is not None else rows
-        if rows.size == 0:
-            return []
-        scores = self.app.cases.vectors(rows, self.target) @ self.vector[0]
-        take = min(rows.size, 4 * k + 16)  # slack so ties at the k-th place stay row-ordered
-        top = (
-            np.argpartition(-scores, take - 1)[:take] if take < rows.size else np.arange(rows.size)
-        )
-        ordered = order_candidates(rows[top], scores[top].astype(np.float32))[:k]
-        return [index.hit(row, rank, score) for rank, (row, score) in enumerate(ordered, start=1)]
-
-    @property
-    def target(self) -> Literal["images", "captions"]:
-        """The indexed vectors this search ranks."""
-        return "images" if self.mode == "images" else "captions"
-
-    def __call__(self, fetch: int) -> list[Hit]:
-        """Top-`fetch` hits from the index's own search (FAISS)."""
-        return self.app.retriever.index.search(
-            self.vector, fetch, target=self.target, exclude_ids=self.exclude
-        )[0]
+    """Top-`k` hits of one encoded query among the cases that pass `filters` (the index's
+    filtered search: exact on the stored vectors, ordered as its unfiltered search)."""
+    index = app.retriever.index
+    active = {name: values for name, values in (filters or {}).items() if values}
+    return index.search(
+        vector,
+        k if active else min(k, len(index)),
+        target="images" if mode == "images" else "captions",
+        exclude_ids=[exclude_id],
+        where=active or None,
+    )[0]
 
 
 def search_cases(
@@ -134,8 +86,11 @@ def search_cases(
     """
     if image is None and not (text and text.strip()):
         return []
-    search = _Search(app, image=image, text=text, mode=mode, exclude_id=exclude_id)
-    hits = _filtered_search(app, search, k, filters)
+    encoder = app.retriever.encoder
+    vector = (
+        encoder.encode_images([image]) if image is not None else encoder.encode_texts([text or ""])
+    )
+    hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=exclude_id)
     return cards_from_hits(app.cases, hits, thumbnail_px=thumbnail_px)
 
 
@@ -150,6 +105,5 @@ def case_neighbours(
 ) -> list[CaseCard]:
     """An indexed case's own nearest neighbours (itself excluded), from its stored vector."""
     vector = app.cases.vector(image_id, "images")
-    search = _Search(app, vector=vector, mode=mode, exclude_id=image_id)
-    hits = _filtered_search(app, search, k, filters)
+    hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=image_id)
     return cards_from_hits(app.cases, hits, thumbnail_px=thumbnail_px)

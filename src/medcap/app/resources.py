@@ -15,7 +15,7 @@ import streamlit as st
 from medcap.app import launch
 from medcap.app.reports import ReportView, open_report_view
 from medcap.app.session import AppIndex, AppLoadError, open_app_index
-from medcap.config import DEFAULTS
+from medcap.config import current
 from medcap.errors import MedcapError
 
 if TYPE_CHECKING:
@@ -32,9 +32,9 @@ medcap app --index runs/demo/index"""
 
 
 @st.cache_resource(show_spinner="Opening the index and loading its encoder...", max_entries=4)
-def load_app_index(index_path: str, verify: bool = True) -> AppIndex:
+def load_app_index(index_path: str) -> AppIndex:
     """Open `index_path` once per server process (keyed by the resolved path)."""
-    return open_app_index(index_path, verify=verify)
+    return open_app_index(index_path, device=current().encoder.device)
 
 
 @st.cache_resource(show_spinner="Loading the caption backend...", max_entries=4)
@@ -44,7 +44,7 @@ def load_backend(
     """Build caption backend `name` (with a model id/path and LoRA adapter) once per server."""
     from medcap.generation.captioning import build_backend
 
-    cfg = dataclasses.replace(DEFAULTS.generation, backend=name)
+    cfg = dataclasses.replace(current().generation, backend=name)
     return build_backend(cfg, model_id=model_id or None, adapter=adapter or None)
 
 
@@ -52,6 +52,14 @@ def load_backend(
 def load_report_view(report_path: str, mtime_ns: int) -> ReportView:
     """A report's blocks, rendered once per file version (`mtime_ns` is the cache key)."""
     return open_report_view(report_path)
+
+
+def apply_settings() -> None:
+    """Make the `--set` settings the server was started with the active config."""
+    from medcap.config import use_config
+    from medcap.config_files import load_config
+
+    use_config(load_config(None, launch.parse_app_args(sys.argv[1:]).settings))
 
 
 def index_path_arg() -> str | None:
@@ -66,7 +74,7 @@ def index_or_problem() -> tuple[AppIndex | None, AppLoadError | None]:
     if path is None:
         return None, AppLoadError("missing", "the app was started without --index DIR")
     try:
-        return load_app_index(path, launch.parse_app_args(sys.argv[1:]).verify), None
+        return load_app_index(path), None
     except AppLoadError as exc:
         return None, exc
     except MedcapError as exc:

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from medcap.app.launch import check_index_dir
+from medcap.config import current
 from medcap.errors import MedcapError
 
 if TYPE_CHECKING:
     from medcap.app.cases import CaseTable
-    from medcap.retrieval.retriever import Retriever
+    from medcap.retrieval import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +50,27 @@ def open_app_index(
 ) -> AppIndex:
     """Open the index, its encoder and its case table, or raise AppLoadError saying why.
 
-    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    `verify` checks the index files' checksums (default: the active config's index.verify,
+    which `medcap app --no-verify` sets). The encoder must be the one that built the index.
     """
     from medcap.app.cases import CaseTable
     from medcap.index import open_index
-    from medcap.retrieval.retriever import Retriever, load_index_encoder
+    from medcap.retrieval import Retriever, load_index_encoder
 
     try:
         path = check_index_dir(index_dir)
     except MedcapError as exc:
         raise AppLoadError("missing", str(exc)) from None
     try:
-        index = open_index(path, preload=True, verify=verify)  # damage shows now
+        # damage shows now, not at the first search
+        verify = current().index.verify if verify is None else verify
+        index = open_index(path, device=current().index.search_device, preload=True, verify=verify)
     except MedcapError as exc:
         raise AppLoadError("invalid", str(exc)) from None
     spec = str(index.manifest.spec)
     try:
-        retriever = Retriever(load_index_encoder(index, device=device), index)
+        encoder = load_index_encoder(index, device=device, cfg=current().encoder)
+        retriever = Retriever(encoder, index)
     except Exception as exc:  # noqa: BLE001 - any failure here is "the encoder would not load"
         reason = str(exc) if isinstance(exc, MedcapError) else f"{type(exc).__name__}: {exc}"
         raise AppLoadError(

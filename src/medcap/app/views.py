@@ -8,7 +8,7 @@ import streamlit as st
 
 from medcap.app.cards import CaseCard
 from medcap.app.session import AppIndex
-from medcap.config import DEFAULTS, SearchMode
+from medcap.config import SearchMode, current
 from medcap.errors import MedcapError
 
 CASE_PAGE = "app_pages/case.py"  # relative to main.py, as st.navigation registers it
@@ -50,7 +50,7 @@ def search_settings(
     app: AppIndex, *, default_mode: SearchMode, key: str, mode_key: str | None = None
 ) -> tuple[int, SearchMode, dict[str, list[str]]]:
     """Sidebar controls: k, what to match against, metadata filters (widget keys `key-*`)."""
-    cfg = DEFAULTS.app
+    cfg = current().app
     with st.sidebar:
         st.subheader("Search settings")
         k = st.slider("Cases to show", 1, cfg.max_k, cfg.k, key=f"{key}-k")

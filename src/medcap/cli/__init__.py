@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,9 +61,27 @@ def root(
             "--version", callback=_version_callback, is_eager=True, help="Show the version."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="TOML file of settings, one [section] per stage (see README)."
+        ),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="section.field=value, repeatable; e.g. --set index.hnsw_ef_search=512. "
+            "Applied after --config; command flags still win.",
+        ),
+    ] = None,
 ) -> None:
     """Retrieval-based captioning for radiology images."""
+    from medcap.config import use_config
+    from medcap.config_files import load_config
+
     _state["verbose"] = verbose
+    use_config(load_config(config, settings or ()))
     # medcap's own progress notes at INFO; other libraries (open_clip is chatty) only warn.
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -90,7 +109,21 @@ def _is_usage_error(exc: Exception) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map user errors to `error: ...` on stderr and exit code 1."""
+    """Run the CLI; map user errors to `error: ...` on stderr and exit code 1.
+
+    The settings of `--config/--set` are the active config for this call only: a caller in
+    the same process (a test, a notebook) finds its own config again afterwards.
+    """
+    from medcap.config import current, use_config
+
+    previous = current()
+    try:
+        return _run(argv)
+    finally:
+        use_config(previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except MedcapError as exc:

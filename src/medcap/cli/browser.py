@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from medcap.cli.options import VerifyOption
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
+
+
+def server_settings(verify: bool | None) -> list[str]:
+    """The active settings (`section.field=value`) to hand the app's own process, with
+    `--verify/--no-verify` as its `index.verify`."""
+    from medcap.config_files import overrides_of
+
+    active = current()
+    if verify is not None:
+        active = dataclasses.replace(active, index=replace_set(active.index, verify=verify))
+    return overrides_of(active)
 
 
 def command(
@@ -25,12 +37,11 @@ def command(
     """Browse similar cases in a web UI (Streamlit) over an index directory."""
     from medcap.app import launch
 
-    cfg = replace_set(DEFAULTS.app, port=port, host=host)
+    cfg = replace_set(current().app, port=port, host=host)
     index_dir = launch.check_index_dir(index)
     launch.check_port_free(cfg.host, cfg.port)
     typer.echo(f"medcap app: browsing {index_dir} at {launch.app_url(cfg)} (Ctrl-C to stop)")
-    verified = DEFAULTS.index.verify if verify is None else verify
-    code = launch.run_server(launch.streamlit_command(index_dir, cfg, verify=verified))
+    code = launch.run_server(launch.streamlit_command(index_dir, cfg, server_settings(verify)))
     if code not in (0, 130):
         typer.echo(f"error: the Streamlit server exited with code {code}", err=True)
     raise typer.Exit(code)

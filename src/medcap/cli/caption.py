@@ -14,13 +14,16 @@ from typing import Annotated, Any
 import typer
 
 from medcap.cli.options import (
+    AdapterOption,
+    BackendOption,
     DtypeOption,
     GenerationDeviceOption,
     NeighboursOption,
     TemplateOption,
     VerifyOption,
+    verify_setting,
 )
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
 from medcap.errors import InputError
 
 G = DEFAULTS.generation
@@ -47,16 +50,14 @@ def command(
         int | None, typer.Option(help="Batch mode: caption only the first N images.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Batch mode: start --out afresh.")] = False,
-    backend: Annotated[
-        str | None, typer.Option(help=f"consensus | qwen2-vl | blip2-lora. (default: {G.backend})")
-    ] = None,
+    backend: BackendOption = None,
     k: NeighboursOption = None,
     template: TemplateOption = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Generator model id or local directory (qwen2-vl, blip2-lora)."),
+        typer.Option(help="Generator model id or local directory. (default: the backend's own)"),
     ] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter directory to apply.")] = None,
+    adapter: AdapterOption = None,
     modality_hint: Annotated[
         str | None, typer.Option(help="Modality named in the prompt, e.g. CT.")
     ] = None,
@@ -81,7 +82,7 @@ def command(
     from medcap.runs import caption as caption_run
 
     cfg = replace_set(
-        G,
+        current().generation,
         split=split,
         backend=backend,
         k=k,
@@ -109,7 +110,7 @@ def command(
             adapter=adapter,
             limit=limit,
             overwrite=overwrite,
-            verify=verify,
+            verify=verify_setting(verify),
         )
         typer.echo(
             f"{out}: {summary.written} captions written, {summary.resumed} already there, "
@@ -118,7 +119,7 @@ def command(
         for item in summary.skipped[:10]:
             typer.echo(f"  skipped {item.image_id or item.source}: {item.reason}", err=True)
         return
-    _caption_files(images or [], index, cfg, model, adapter, json_output, verify)
+    _caption_files(images or [], index, cfg, model, adapter, json_output, verify_setting(verify))
 
 
 def _caption_files(
@@ -128,7 +129,7 @@ def _caption_files(
     model: str | None,
     adapter: Path | None,
     as_json: bool,
-    verify: bool | None,
+    verify: bool,
 ) -> None:
     from medcap.data.images import load_image
     from medcap.errors import ImageDecodeError
@@ -144,7 +145,9 @@ def _caption_files(
             typer.echo(f"skipped {path}: {exc}", err=True)
     if not loaded:
         raise InputError("none of the given images could be read")
-    retriever = open_retriever(index, device=cfg.device, verify=verify)
+    retriever = open_retriever(
+        index, device=cfg.device, index_device=current().index.search_device, verify=verify
+    )
     backend = captioning.build_backend(cfg, model_id=model, adapter=adapter)
     results = captioning.caption_images_with_neighbours(
         retriever, backend, loaded, [None] * len(loaded), cfg

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
 
 app = typer.Typer(help="Datasets: generate phantoms, summarise a dataset.", no_args_is_help=True)
 
@@ -32,7 +32,9 @@ def phantoms(
     """Generate synthetic radiology cases (deterministic by seed) as Hub-style parquet."""
     from medcap.data.phantoms import build_phantoms, split_counts
 
-    cfg = replace_set(_D, phantom_count=n, phantom_seed=seed, phantom_image_size=image_size)
+    cfg = replace_set(
+        current().data, phantom_count=n, phantom_seed=seed, phantom_image_size=image_size
+    )
     start = time.perf_counter()
     build_phantoms(out, cfg.phantom_count, cfg.phantom_seed, cfg.phantom_image_size, config=cfg)
     elapsed = time.perf_counter() - start
@@ -66,7 +68,7 @@ def info(
     from medcap.data.info import summarise_dataset
     from medcap.data.readers import open_dataset
 
-    cfg = replace_set(_D, info_max_images=max_images)
+    cfg = replace_set(current().data, info_max_images=max_images)
     dataset = open_dataset(
         source,
         id_column=id_column,
@@ -74,6 +76,7 @@ def info(
         image_column=image_column,
         cui_column=cui_column,
         split_column=split_column,
+        cfg=cfg,
     )
     summary = summarise_dataset(dataset, max_images=cfg.info_max_images)
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
 
 _DEMO = DEFAULTS.demo
 
@@ -28,8 +28,8 @@ def command(
     """Generate phantoms, train a tiny CLIP, index, search, evaluate, caption, report."""
     from medcap.runs.demo import run_demo
 
-    cfg = replace_set(_DEMO, n=n, seed=seed, epochs=epochs)
-    result = run_demo(out, cfg, say=typer.echo, progress=sys.stderr.isatty())
+    cfg = replace_set(current().demo, n=n, seed=seed, epochs=epochs)
+    result = run_demo(out, cfg, root=current(), say=typer.echo, progress=sys.stderr.isatty())
     typer.echo("")
     typer.echo("Retrieval on the test split (image -> text):")
     for label, m in result.metrics["retrieval"].items():

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from medcap.cli.options import VerifyOption
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    NOT_ONE_OF,
+    DataOption,
+    EncoderDeviceOption,
+    VerifyOption,
+    choice_option,
+    verify_setting,
+)
+from medcap.config import DEFAULTS, Duplicates, RankTies, SearchMode, current, replace_set
 
 app = typer.Typer(
     help="Evaluate retrieval (Recall@K), captions (BLEU/METEOR/ROUGE/CIDEr) and concepts (F1).",
@@ -36,16 +43,9 @@ def _parse_ks(text: str | None) -> tuple[int, ...] | None:
     return ks
 
 
-def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
-    from medcap.errors import InputError
-
-    if value is not None and value not in choices:
-        raise InputError(f"{flag} {value!r} is not one of: {', '.join(choices)}")
-
-
 @app.command("retrieval")
 def retrieval(
-    data: Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Report directory to write.")],
     model: Annotated[
         list[str] | None,
@@ -76,7 +76,13 @@ def retrieval(
         ),
     ] = None,
     rank_ties: Annotated[
-        str | None, typer.Option(help=f"pessimistic | optimistic. (default: {_RET.rank_ties})")
+        RankTies | None,
+        choice_option(
+            RankTies,
+            "--rank-ties",
+            f"pessimistic | optimistic. (default: {_RET.rank_ties})",
+            NOT_ONE_OF,
+        ),
     ] = None,
     recall_ks: Annotated[
         str | None,
@@ -91,18 +97,16 @@ def retrieval(
         int | None,
         typer.Option(help=f"Encoder batch size. (default: {DEFAULTS.encoder.batch_size})"),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
 ) -> None:
     """Image->text and text->image Recall@K, median and mean rank of one or more encoders."""
     from medcap.evaluation.report import load_report
     from medcap.evaluation.report_tables import retrieval_table
     from medcap.runs.evaluate import run_retrieval_evaluation
 
-    _check_choice("--rank-ties", rank_ties, ("pessimistic", "optimistic"))
+    active = current()
     cfg = replace_set(
-        _RET,
+        active.retrieval,
         sample_pairs=sample_pairs,
         sample_seed=sample_seed,
         same_caption_relevant=same_caption_relevant,
@@ -111,13 +115,13 @@ def retrieval(
     )
     path = run_retrieval_evaluation(
         data,
-        model or [DEFAULTS.encoder.model],
+        model or [active.encoder.model],
         out,
-        split=split or _EVAL.split,
+        split=split or active.eval.split,
         cfg=cfg,
-        eval_cfg=_EVAL,
+        eval_cfg=active.eval,
         group_by=group_by,
-        device=device or DEFAULTS.encoder.device,
+        device=device or active.encoder.device,
         batch_size=batch_size,
         progress=sys.stderr.isatty(),
     )
@@ -155,58 +159,36 @@ def captions(
         str | None, typer.Option(help=f"Local BERTScore model. (default: {_EVAL.bertscore_model})")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Also write a report directory here.")] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     duplicates: Annotated[
-        str | None,
-        typer.Option(
-            help="Image ids with several rows: error, or mean (average each image's rows, "
-            f"so every image counts once). (default: {_EVAL.duplicates})"
+        Duplicates | None,
+        choice_option(
+            Duplicates,
+            "--duplicates",
+            "Image ids with several rows: error, or mean (average each image's rows, so every "
+            f"image counts once). (default: {_EVAL.duplicates})",
+            NOT_ONE_OF,
         ),
     ] = None,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (COCO definitions), BERTScore, CLIPScore."""
-    from medcap.errors import InputError
-    from medcap.evaluation.caption_metrics import (
-        duplicates_note,
-        evaluate_caption_results,
-        load_caption_results,
-    )
-    from medcap.evaluation.report import write_report
+    from medcap.evaluation.caption_metrics import duplicates_note
+    from medcap.runs.evaluate import run_caption_evaluation
 
-    _check_choice("--duplicates", duplicates, ("error", "mean"))
+    active = current()
     cfg = replace_set(
-        _EVAL,
+        active.eval,
         imageclef_preprocess=imageclef,
         meteor=meteor,
         bertscore_model=bertscore_model,
         duplicates=duplicates,
     )
-    encoder: Any = None
-    images: dict[str, Any] | None = None
-    image_skipped: list[Any] = []
-    if model is not None or data is not None:
-        if model is None or data is None:
-            raise InputError(
-                "CLIPScore needs both --model (an encoder) and --data (the dataset with the images)"
-            )
-        from medcap.encoder import load_encoder
-        from medcap.evaluation.clipscore import load_images_by_id
-
-        ids = load_caption_results(results).image_ids
-        images, image_skipped = load_images_by_id(data, ids)
-        encoder = load_encoder(model, device=device or DEFAULTS.encoder.device)
-    report = evaluate_caption_results(
-        results,
-        cfg,
-        bertscore=bertscore,
-        clip_encoder=encoder,
-        images=images,
-        image_skipped=image_skipped,
+    scores = run_caption_evaluation(
+        results, cfg, model=model, data=data, bertscore=bertscore, device=device
     )
+    report = scores.report
     if out is not None:
-        write_report(report, out)
+        scores.write(out)
     if as_json:
         keys = ("n", "rows", "duplicates", "metrics", "unavailable", "clipscore", "config")
         typer.echo(json.dumps({k: report[k] for k in keys}, indent=1))
@@ -226,9 +208,7 @@ def captions(
 @app.command("concepts")
 def concepts(
     index: Annotated[Path, typer.Option("--index", help="Index directory whose cases vote.")],
-    data: Annotated[
-        str, typer.Option("--data", help="Dataset with the query split and gold CUIs.")
-    ],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Report directory to write.")],
     split: Annotated[
         str | None, typer.Option(help=f"Query split. (default: {_EVAL.split})")
@@ -243,30 +223,31 @@ def concepts(
         ),
     ] = None,
     mode: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Neighbours by images | captions search. (default: {_EVAL.concept_mode})"
+        SearchMode | None,
+        choice_option(
+            SearchMode,
+            "--mode",
+            f"Neighbours by images | captions search. (default: {_EVAL.concept_mode})",
+            NOT_ONE_OF,
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
 ) -> None:
     """Concept (CUI) detection by neighbour voting; sample-averaged F1 as ImageCLEFmedical."""
     from medcap.evaluation.report import load_report
     from medcap.runs.evaluate import run_concept_evaluation
 
-    _check_choice("--mode", mode, ("images", "captions"))
-    cfg = replace_set(_EVAL, concept_k=k, concept_threshold=threshold, concept_mode=mode)
+    active = current()
+    cfg = replace_set(active.eval, concept_k=k, concept_threshold=threshold, concept_mode=mode)
     path = run_concept_evaluation(
         index,
         data,
         out,
-        split=split or _EVAL.split,
+        split=split or active.eval.split,
         cfg=cfg,
-        device=device or DEFAULTS.encoder.device,
-        verify=verify,
+        device=device or active.encoder.device,
+        verify=verify_setting(verify),
     )
     report = load_report(path)
     typer.echo(

@@ -10,27 +10,23 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.cli.options import VerifyOption
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    DataOption,
+    EncoderDeviceOption,
+    IndexTypeOption,
+    MemoryBudgetOption,
+    ModelOption,
+    OverwriteOption,
+    VerifyOption,
+    verify_setting,
+)
+from medcap.config import DEFAULTS, current, replace_set
 
 app = typer.Typer(
     help="Index directories: build one from a dataset split, show it, add cases, merge parts.",
     no_args_is_help=True,
 )
 _IDX = DEFAULTS.index
-# Options shared by `build` and `merge`.
-IndexTypeOption = Annotated[
-    str | None, typer.Option(help=f"auto | flat | hnsw | ivfpq. (default: {_IDX.index_type})")
-]
-MemoryBudgetOption = Annotated[
-    float | None,
-    typer.Option(
-        "--memory-budget-gb",
-        "--memory-budget",
-        help=f"RAM for both indexes in GB (guides auto). (default: {_IDX.memory_budget_gb})",
-    ),
-]
-OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing index directory.")]
 
 
 def _thumbnailer(size: int) -> Any:
@@ -43,28 +39,18 @@ def _open_split(data: str, split: str) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
     return dataset
 
 
-def _total(dataset: Any, split: str) -> int | None:
-    try:
-        return int(dataset.count(split))
-    except Exception:  # noqa: BLE001 - a count is only for the progress bar
-        return None
-
-
 @app.command("build")
 def build(
-    data: Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")],
+    data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
-    model: Annotated[
-        str | None,
-        typer.Option(help=f"Encoder spec or checkpoint. (default: {DEFAULTS.encoder.model})"),
-    ] = None,
+    model: ModelOption = None,
     split: Annotated[
         str | None, typer.Option(help=f"Split to index. (default: {_IDX.split})")
     ] = None,
@@ -85,9 +71,7 @@ def build(
             help=f"Stored thumbnail size in px, 0 for none. (default: {_IDX.thumbnail_size})"
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted build.")] = False,
     overwrite: OverwriteOption = False,
     shard: Annotated[
@@ -99,13 +83,13 @@ def build(
     ] = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
+    from medcap.api import build_index
     from medcap.encoder import load_encoder
     from medcap.encoder.image_tower import save_image_tower
-    from medcap.index import build_index
     from medcap.index.manifest import parse_part
 
     cfg = replace_set(
-        _IDX,
+        current().index,
         split=split,
         index_type=index_type,
         batch_size=batch_size,
@@ -113,30 +97,15 @@ def build(
         memory_budget_gb=memory_budget_gb,
         thumbnail_size=thumbnail_size,
     )
-    _check_index_type(cfg.index_type)
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
     dataset = _open_split(data, cfg.split)
-    encoder = load_encoder(
-        model or DEFAULTS.encoder.model, device=device or DEFAULTS.encoder.device
-    )
+    encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
-        dataset.records(cfg.split),
-        encoder,
-        out,
-        cfg,
-        dataset_fingerprint=dataset.fingerprint(),
-        dataset_name=dataset.name,
-        split=cfg.split,
-        resume=resume,
-        overwrite=overwrite,
-        progress=sys.stderr.isatty(),
-        total=_total(dataset, cfg.split),
-        make_thumbnail=_thumbnailer(cfg.thumbnail_size),
-        source_skipped=dataset.skipped,
-        part=shard or "",
-    )
+        dataset, out, model=encoder, resume=resume, overwrite=overwrite,
+        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg,
+    ).index  # fmt: skip
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
     part = f" (part {m.part}; join the parts with `medcap index merge`)" if m.part else ""
@@ -147,14 +116,6 @@ def build(
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
     if m.skipped_count:
         typer.echo(f"skipped {m.skipped_count} cases (listed in {out / 'skipped.jsonl'})")
-
-
-def _check_index_type(value: str) -> None:
-    from medcap.errors import InputError
-    from medcap.index.planner import INDEX_TYPES
-
-    if value not in INDEX_TYPES:
-        raise InputError(f"unknown --index-type {value!r}; valid: {', '.join(INDEX_TYPES)}")
 
 
 def _dir_size(path: Path) -> int:
@@ -170,7 +131,7 @@ def info(
     """Show what an index directory holds (from its manifest)."""
     from medcap.index import open_index
 
-    index = open_index(index_dir, verify=verify)
+    index = open_index(index_dir, verify=verify_setting(verify))
     m = index.manifest
     if json_out:
         typer.echo(json.dumps(m.to_dict(), indent=2))
@@ -201,7 +162,7 @@ def info(
 @app.command("add")
 def add(
     index_dir: Annotated[Path, typer.Argument(help="Index directory to extend.")],
-    data: Annotated[str, typer.Option("--data", help="Dataset with the new cases.")],
+    data: DataOption,
     split: Annotated[
         str | None, typer.Option(help=f"Split to add. (default: {_IDX.split})")
     ] = None,
@@ -212,19 +173,19 @@ def add(
     batch_size: Annotated[
         int | None, typer.Option(help=f"Encoder batch size. (default: {_IDX.batch_size})")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
+    from medcap.api import split_size
     from medcap.index import add_to_index, open_index
     from medcap.retrieval.retriever import load_index_encoder
 
-    cfg = replace_set(_IDX, split=split, batch_size=batch_size)
-    existing = open_index(index_dir, verify=verify)
+    cfg = replace_set(current().index, split=split, batch_size=batch_size)
+    verified = verify_setting(verify)
+    existing = open_index(index_dir, verify=verified)
     dataset = _open_split(data, cfg.split)
-    encoder = load_index_encoder(existing, model, device=device or DEFAULTS.encoder.device)
+    encoder = load_index_encoder(existing, model, device=device, cfg=current().encoder)
     index, added = add_to_index(
         index_dir,
         dataset.records(cfg.split),
@@ -234,10 +195,10 @@ def add(
         dataset_name=dataset.name,
         split=cfg.split,
         progress=sys.stderr.isatty(),
-        total=_total(dataset, cfg.split),
+        total=split_size(dataset, cfg.split),
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
-        verify=verify,
+        verify=verified,
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
@@ -256,10 +217,9 @@ def merge(
     """Join the parts of a `--shard i/n` build into one index (as one build would write)."""
     from medcap.index import merge_parts
 
-    cfg = replace_set(_IDX, index_type=index_type, memory_budget_gb=memory_budget_gb)
-    _check_index_type(cfg.index_type)
+    cfg = replace_set(current().index, index_type=index_type, memory_budget_gb=memory_budget_gb)
     start = time.perf_counter()
-    index = merge_parts(parts, out, cfg, overwrite=overwrite, verify=verify)
+    index = merge_parts(parts, out, cfg, overwrite=overwrite, verify=verify_setting(verify))
     m = index.manifest
     typer.echo(
         f"merged {len(parts)} parts into {out}: {m.count} cases in "

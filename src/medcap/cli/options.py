@@ -1,27 +1,104 @@
-"""Option types shared by several commands (one help text, one default each)."""
+"""Option types shared by the commands: one declaration, one help text, one default each.
+
+Options default to None, meaning "the active config" (`medcap.config.current()`, which
+`--config`/`--set` change); help texts show the project default from `DEFAULTS`. Closed
+choices are typed with the config's own `Literal`s and checked while the command line is
+parsed, so a bad value stops the command before anything loads, as one `error:` line.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS
+from medcap.config import DEFAULTS, IndexType, Precision, SearchMode, current
+from medcap.errors import InputError
 
 G = DEFAULTS.generation
 
-NeighboursOption = Annotated[
-    int | None, typer.Option("--k", help=f"Neighbours in each prompt. (default: {G.k})")
+
+UNKNOWN = "unknown {flag} {value!r}; valid: {valid}"
+NOT_ONE_OF = "{flag} {value!r} is not one of: {valid}"  # the eval commands' older wording
+
+
+def choice_parser(kind: Any, flag: str, message: str = UNKNOWN) -> Callable[[str], str]:
+    """A Typer `parser` accepting only the values of the Literal `kind` (InputError otherwise)."""
+    valid = typing.get_args(kind)
+
+    def parse(value: str) -> str:
+        if value not in valid:
+            raise InputError(message.format(flag=flag, value=value, valid=", ".join(valid)))
+        return value
+
+    return parse
+
+
+def choice_option(kind: Any, flag: str, help: str, message: str = UNKNOWN) -> Any:
+    """A `typer.Option` for flag `flag` restricted to the Literal `kind`, choices shown."""
+    return typer.Option(
+        flag,
+        parser=choice_parser(kind, flag, message),
+        metavar="|".join(typing.get_args(kind)),
+        help=help,
+    )
+
+
+def verify_setting(verify: bool | None) -> bool:
+    """`--verify/--no-verify` when given, else the active config's `index.verify`."""
+    return current().index.verify if verify is None else verify
+
+
+def _parse_backend(value: str) -> str:
+    from medcap.generation.backends.base import backend_class
+
+    backend_class(value)  # an unknown name is one line listing the registered ones
+    return value
+
+
+# ---- data and encoders -----------------------------------------------------------------
+DataOption = Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help=f"Encoder spec or checkpoint. (default: {DEFAULTS.encoder.model})"),
 ]
-TemplateOption = Annotated[
-    str | None, typer.Option(help=f"Prompt template name or .txt path. (default: {G.template})")
+EncoderDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Encoder device: auto | cpu | cuda[:N]. (default: {DEFAULTS.encoder.device})"
+    ),
 ]
-GenerationDeviceOption = Annotated[
-    str | None, typer.Option("--device", help=f"auto | cpu | cuda[:N]. (default: {G.device})")
+PrecisionOption = Annotated[
+    Precision | None,
+    choice_option(
+        Precision,
+        "--precision",
+        f"auto (bf16 on GPU) | fp32 | bf16 | fp16. (default: {DEFAULTS.train.precision})",
+    ),
 ]
-DtypeOption = Annotated[
-    str | None, typer.Option(help=f"auto | fp32 | bf16 | fp16. (default: {G.dtype})")
+
+# ---- index directories -----------------------------------------------------------------
+IndexTypeOption = Annotated[
+    IndexType | None,
+    choice_option(
+        IndexType,
+        "--index-type",
+        f"auto | flat | hnsw | ivfpq. (default: {DEFAULTS.index.index_type})",
+    ),
 ]
+MemoryBudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        "--memory-budget-gb",
+        "--memory-budget",
+        help="RAM for both indexes in GB (guides auto). "
+        f"(default: {DEFAULTS.index.memory_budget_gb})",
+    ),
+]
+OverwriteOption = Annotated[bool, typer.Option(help="Replace an existing index directory.")]
 VerifyOption = Annotated[
     bool | None,
     typer.Option(
@@ -31,3 +108,38 @@ VerifyOption = Annotated[
         f"(default: {'verify' if DEFAULTS.index.verify else 'no-verify'})",
     ),
 ]
+SearchModeOption = Annotated[
+    SearchMode | None,
+    choice_option(
+        SearchMode,
+        "--mode",
+        "captions (nearest captions) or images (most similar cases). "
+        f"(default: {DEFAULTS.retrieval.mode} for images, {DEFAULTS.retrieval.text_mode} "
+        "for text)",
+    ),
+]
+
+# ---- caption generation ----------------------------------------------------------------
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        parser=_parse_backend,
+        metavar="NAME",
+        help=f"Caption backend, by its registered name. (default: {G.backend})",
+    ),
+]
+NeighboursOption = Annotated[
+    int | None, typer.Option("--k", help=f"Neighbours in each prompt. (default: {G.k})")
+]
+TemplateOption = Annotated[
+    str | None,
+    typer.Option(help="Prompt template name or .txt path. (default: the backend's own)"),
+]
+GenerationDeviceOption = Annotated[
+    str | None, typer.Option("--device", help=f"auto | cpu | cuda[:N]. (default: {G.device})")
+]
+DtypeOption = Annotated[
+    Precision | None,
+    choice_option(Precision, "--dtype", f"auto | fp32 | bf16 | fp16. (default: {G.dtype})"),
+]
+AdapterOption = Annotated[Path | None, typer.Option(help="LoRA adapter directory to apply.")]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS
+from medcap.cli.options import EncoderDeviceOption, ModelOption
 
 if TYPE_CHECKING:
     from medcap.retrieval.rank import RankedCaption
@@ -60,21 +60,14 @@ def command(
         Path | None,
         typer.Option(help="UTF-8 text file with one candidate caption per line (after --caption)."),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Encoder spec: name[:tag], hf-hub:org/repo, checkpoint or training run folder. "
-            f"(default: {DEFAULTS.encoder.model})"
-        ),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    model: ModelOption = None,
+    device: EncoderDeviceOption = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON: the captions with scores, best first.")
     ] = False,
 ) -> None:
     """Rank candidate captions for one image, best first (cosine similarity, as CLIP does)."""
+    from medcap.config import current
     from medcap.errors import InputError
     from medcap.retrieval.rank import load_captions, rank_captions
 
@@ -83,8 +76,9 @@ def command(
     candidates = list(caption or [])
     if captions_file is not None:
         candidates += load_captions(captions_file)
-    spec = model or DEFAULTS.encoder.model
-    ranked = rank_captions(image, candidates, model=spec, device=device)
+    active = current().encoder
+    spec = model or active.model
+    ranked = rank_captions(image, candidates, model=spec, device=device, cfg=active)
     if json_out:
         out = {"image": str(image), "model": spec, "captions": [_as_dict(r) for r in ranked]}
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))

@@ -13,26 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.cli.options import VerifyOption
-from medcap.config import DEFAULTS
+from medcap.cli.options import EncoderDeviceOption, SearchModeOption, VerifyOption, verify_setting
+from medcap.config import DEFAULTS, current
 
-IMAGE_SUFFIXES = {
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".dcm",
-    ".dicom",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".webp",
-}
 CAPTION_WIDTH = 72
 
 
 def _expand(queries: Sequence[Path]) -> list[tuple[Path, bool]]:
     """(file, named explicitly) for each query; folders give their image files, sorted."""
+    from medcap.data.images import IMAGE_SUFFIXES
     from medcap.errors import InputError
 
     files: list[tuple[Path, bool]] = []
@@ -85,7 +74,7 @@ def _hit_dict(hit: Any) -> dict[str, Any]:
         "cuis": list(hit.cuis),
         "split": hit.split,
         "image_path": hit.image_path,
-        "extra": dict(hit.extra),
+        "extra": dict(hit.metadata),
     }
 
 
@@ -103,7 +92,7 @@ def _table(query: str, hits: Sequence[Any], mode: str) -> str:
             str(h.rank),
             f"{h.score:.4f}",
             h.image_id,
-            str(h.extra.get("modality", "")),
+            str(h.metadata.get("modality", "")),
             _short(",".join(h.cuis), 28),
             _short(h.caption, CAPTION_WIDTH),
         )
@@ -134,14 +123,12 @@ def command(
     k: Annotated[
         int | None, typer.Option(help=f"Hits per query. (default: {DEFAULTS.retrieval.k})")
     ] = None,
-    mode: Annotated[
-        str | None,
+    mode: SearchModeOption = None,
+    where: Annotated[
+        list[str] | None,
         typer.Option(
-            help=(
-                "captions (nearest captions) or images (most similar cases). "
-                f"(default: {DEFAULTS.retrieval.mode} for images, "
-                f"{DEFAULTS.retrieval.text_mode} for --text)"
-            )
+            help="Only cases whose metadata column has this value: column=value "
+            "(repeatable; value1,value2 for either)."
         ),
     ] = None,
     json_out: Annotated[
@@ -154,9 +141,7 @@ def command(
     model: Annotated[
         str | None, typer.Option(help="Encoder checkpoint, if it moved. (default: the index's)")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
-    ] = None,
+    device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
 ) -> None:
     """Search an index with image files, a folder of images, or --text."""
@@ -165,21 +150,22 @@ def command(
     if not queries and not text:
         raise InputError('nothing to search: give image files, a folder, or --text "..."')
     files = _expand(queries or [])
-    from medcap.retrieval.retriever import MODES, check_text_queries, open_retriever
+    from medcap.retrieval.retriever import check_text_queries, open_retriever
 
     check_text_queries(text or [])  # before any output: a blank --text fails the whole call
 
-    if mode is not None and mode not in MODES:
-        raise InputError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
-    k = k if k is not None else DEFAULTS.retrieval.k
+    cfg = current()
+    k = k if k is not None else cfg.retrieval.k
     if k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
+    filters = parse_where(where or [])
     retriever = open_retriever(
         index,
-        device=device or DEFAULTS.encoder.device,
+        device=device or cfg.encoder.device,
         model=model,
+        index_device=cfg.index.search_device,
         image_tower=True,
-        verify=verify,
+        verify=verify_setting(verify),
     )
     results: list[dict[str, Any]] = []
 
@@ -191,15 +177,32 @@ def command(
         else:
             typer.echo(_table(query, hits, used_mode) + "\n")
 
-    image_mode = mode or DEFAULTS.retrieval.mode
-    for paths, images in _batches(files, DEFAULTS.encoder.batch_size):
+    image_mode = mode or cfg.retrieval.mode
+    for paths, images in _batches(files, cfg.encoder.batch_size):
         exclude = [p.stem for p in paths] if exclude_self else None
-        found = retriever.search_images(images, k, mode=image_mode, exclude_ids=exclude)  # type: ignore[arg-type]
+        found = retriever.search_images(
+            images, k, mode=image_mode, exclude_ids=exclude, where=filters
+        )
         for path, hits in zip(paths, found, strict=True):
             emit(str(path), hits, image_mode)
     if text:
-        text_mode = mode or DEFAULTS.retrieval.text_mode
-        for query, hits in zip(text, retriever.search_texts(text, k, mode=text_mode), strict=True):  # type: ignore[arg-type]
+        text_mode = mode or cfg.retrieval.text_mode
+        found = retriever.search_texts(text, k, mode=text_mode, where=filters)
+        for query, hits in zip(text, found, strict=True):
             emit(query, hits, text_mode)
     if json_out:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+def parse_where(items: Sequence[str]) -> dict[str, list[str]]:
+    """`column=value[,value...]` options -> {column: accepted values}."""
+    from medcap.errors import InputError
+
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        column, sep, values = item.partition("=")
+        if not sep or not column.strip():
+            raise InputError(f"--where {item!r}: write it as column=value, e.g. modality=CT")
+        accepted = [v.strip() for v in values.split(",") if v.strip()]
+        filters.setdefault(column.strip(), []).extend(accepted)
+    return filters

@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.options import PrecisionOption
 from medcap.cli.train_generator import generator
-from medcap.config import DEFAULTS
+from medcap.config import DEFAULTS, current
 
 app = typer.Typer(
     help="Fine-tune the CLIP encoder on image-caption pairs (or a generator: see subcommands).",
@@ -21,7 +22,6 @@ app = typer.Typer(
     no_args_is_help=False,
 )
 _T = DEFAULTS.train
-Precision = ["auto", "fp32", "bf16", "fp16"]
 
 
 def _default(value: object) -> str:
@@ -60,12 +60,7 @@ def train(
             help=f"Micro-batches per step (exact big-batch loss). {_default(_T.grad_accum_steps)}"
         ),
     ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help=f"auto | fp32 | bf16 | fp16 (auto: bf16 on GPU). {_default(_T.precision)}"
-        ),
-    ] = None,
+    precision: PrecisionOption = None,
     grad_checkpointing: Annotated[
         bool | None,
         typer.Option(
@@ -130,8 +125,6 @@ def train(
 
     if out is None:
         raise InputError("missing --out: the directory for checkpoints and logs")
-    if precision is not None and precision not in Precision:
-        raise InputError(f"unknown --precision {precision!r}; use {', '.join(Precision)}")
     options = dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, grad_accum_steps=grad_accum_steps, precision=precision,
@@ -146,8 +139,8 @@ def train(
     else:
         if data is None:
             raise InputError("missing --data: the dataset to train on (see `medcap data --help`)")
-        spec, source = model or DEFAULTS.encoder.model, data
-        cfg = replace_set(DEFAULTS.train, **options)
+        spec, source = model or current().encoder.model, data
+        cfg = replace_set(current().train, **options)
     result = train_encoder(source, out, model=spec, cfg=cfg, resume=resume, progress=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, process 0 reports

@@ -12,13 +12,15 @@ from typing import Annotated
 import typer
 
 from medcap.cli.options import (
+    BackendOption,
     DtypeOption,
     GenerationDeviceOption,
     NeighboursOption,
     TemplateOption,
     VerifyOption,
+    verify_setting,
 )
-from medcap.config import DEFAULTS, replace_set
+from medcap.config import DEFAULTS, current, replace_set
 
 G = DEFAULTS.generation
 
@@ -29,14 +31,10 @@ def generator(
         Path, typer.Option("--index", help="Index of the training split (neighbours).")
     ],
     out: Annotated[Path, typer.Option(help="Adapter output directory.")],
-    backend: Annotated[
-        str | None, typer.Option(help=f"blip2-lora | qwen2-vl. (default: {G.train_backend})")
-    ] = None,
+    backend: BackendOption = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            help=f"Base model id or local dir. (default: {G.blip2_model} / {G.qwen2vl_model})"
-        ),
+        typer.Option(help="Base model id or local dir. (default: the backend's own)"),
     ] = None,
     split: Annotated[
         str | None, typer.Option(help=f"Training split. (default: {G.train_split})")
@@ -57,10 +55,7 @@ def generator(
     lora_r: Annotated[int | None, typer.Option(help=f"LoRA rank. (default: {G.lora_r})")] = None,
     lora_targets: Annotated[
         str | None,
-        typer.Option(
-            help="Comma-separated module names LoRA wraps. (default: "
-            f"{','.join(G.blip2_lora_targets)} / {','.join(G.qwen2vl_lora_targets)})"
-        ),
+        typer.Option(help="Comma-separated module names LoRA wraps. (default: the backend's own)"),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
@@ -79,9 +74,10 @@ def generator(
     from medcap.generation.captioning import resolve_settings
     from medcap.train.generator import train_generator
 
+    active = current().generation
     cfg = replace_set(
-        G,
-        backend=backend or G.train_backend,
+        active,
+        backend=backend or active.train_backend,
         train_split=split,
         lora_epochs=epochs,
         lora_max_steps=max_steps,
@@ -96,13 +92,17 @@ def generator(
     )
     if lora_targets:
         names = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-        if cfg.backend == "blip2-lora":
-            cfg = dataclasses.replace(cfg, blip2_lora_targets=names)
-        else:
-            cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
+        cfg = dataclasses.replace(cfg, lora_targets=names)
     cfg = resolve_settings(cfg, None, template=template)
     result = train_generator(
-        data, str(index), out, cfg, model_id=model, resume=resume, limit=limit, verify=verify
+        data,
+        str(index),
+        out,
+        cfg,
+        model_id=model,
+        resume=resume,
+        limit=limit,
+        verify=verify_setting(verify),
     )
     first = f"{result.losses[0]:.4f}" if result.losses else "-"
     last = f"{result.losses[-1]:.4f}" if result.losses else "-"

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from medcap.config import DEFAULTS, DataConfig
 from medcap.errors import InputError
 from medcap.types import SPLITS, ImageRef, Record, Skipped
 
@@ -56,13 +57,20 @@ def parse_cuis(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Columns:
-    """Column names a user gave (`--id-column`, ...); None: the layout's usual name."""
+    """Column names a user gave (`--id-column`, ...); None: the layout's usual name, which
+    `defaults` (the active DataConfig; None: DEFAULTS.data) names."""
 
     id: str | None = None
     caption: str | None = None
     image: str | None = None
     cui: str | None = None
     split: str | None = None
+    defaults: DataConfig | None = None
+
+    @property
+    def config(self) -> DataConfig:
+        """The DataConfig whose column names fill in what was not given."""
+        return self.defaults or DEFAULTS.data
 
 
 DEFAULT_COLUMNS = Columns()

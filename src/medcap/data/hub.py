@@ -1,8 +1,8 @@
 """Hugging Face Hub dataset names (`org/name`): the local cache first, else streaming.
 
-Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and not cached is an `OfflineFetchError`
-that says what was looked for and what to pass instead. Online, the dataset is streamed
-with `datasets` (`streaming=True`), images kept as undecoded bytes.
+Offline (`medcap.offline.is_offline`: MEDCAP_OFFLINE, HF_HUB_OFFLINE, ...) and not cached
+is an `OfflineFetchError` that says what was looked for and what to pass instead. Online,
+the dataset is streamed with `datasets` (`streaming=True`), images kept as undecoded bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medcap.config import DEFAULTS
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -24,24 +23,15 @@ from medcap.data.dataset import (
     order_splits,
     parse_cuis,
 )
-from medcap.errors import OfflineFetchError
+from medcap.errors import OfflineFetchError, first_line
 from medcap.types import ImageRef
 
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def looks_like_hub_name(source: str) -> bool:
     """`org/name` with no leading `.`/`/` and no deeper path."""
     return bool(HUB_NAME.match(source))
-
-
-def is_offline() -> bool:
-    """True when the environment forbids Hub downloads."""
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
 
 
 def hub_cache_dir() -> Path:
@@ -84,7 +74,7 @@ class HubDataset(Dataset):
         columns: Columns = DEFAULT_COLUMNS,
     ) -> None:
         super().__init__(name)
-        cfg = DEFAULTS.data
+        cfg = columns.config
         self._image_col = columns.image or cfg.image_column
         self._caption_col = columns.caption or cfg.caption_column
         self._id_col = columns.id or cfg.id_column
@@ -94,9 +84,7 @@ class HubDataset(Dataset):
 
             self._streams: Any = datasets.load_dataset(name, streaming=True)
         except Exception as exc:  # noqa: BLE001 - network, auth and missing-repo errors all end here
-            raise offline_error(
-                name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from None
+            raise offline_error(name, f"{type(exc).__name__}: {first_line(exc)}") from None
         self._raw = {normalise_split(k): k for k in self._streams}
 
     def splits(self) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from medcap.errors import ImageDecodeError
+from medcap.errors import ImageDecodeError, first_line
 from medcap.types import ImageRef
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def load_image(ref: ImageRef | str | Path, *, draft_size: int | None = None) -> 
     except ImageDecodeError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ImageDecodeError(
             f"cannot decode image {name}: {reason}; replace or remove the file"
         ) from None

@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medcap.config import DEFAULTS
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -67,7 +66,7 @@ class ParquetDataset(Dataset):
             raise InputError(
                 f"no parquet files found in {self.root}; expected data/{{split}}-*.parquet"
             )
-        cfg = DEFAULTS.data
+        cfg = columns.config
         self._files = files
         self._schemas = {path: _read_schema(path) for path in files}
         self._split_column = columns.split or cfg.split_column

@@ -14,18 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medcap.config import DataConfig
 from medcap.data.dataset import Columns, Dataset, normalise_split
-from medcap.data.hub import (
-    HubDataset,
-    cached_snapshot,
-    is_offline,
-    looks_like_hub_name,
-    offline_error,
-)
+from medcap.data.hub import HubDataset, cached_snapshot, looks_like_hub_name, offline_error
 from medcap.data.parquet_reader import ParquetDataset, find_parquet_files
 from medcap.data.release_reader import ReleaseDataset, is_release_dir
 from medcap.data.table_reader import TABLE_SUFFIXES, TableDataset
 from medcap.errors import InputError
+from medcap.offline import is_offline
 
 __all__ = ["Dataset", "normalise_split", "open_dataset"]
 
@@ -40,9 +36,11 @@ def open_dataset(
     image_column: str | None = None,
     cui_column: str | None = None,
     split_column: str | None = None,
+    cfg: DataConfig | None = None,
 ) -> Dataset:
-    """Open a dataset directory, table file or Hub name; column options override defaults."""
-    columns = Columns(id_column, caption_column, image_column, cui_column, split_column)
+    """Open a dataset directory, table file or Hub name; column options override the
+    column names of `cfg` (default: DEFAULTS.data)."""
+    columns = Columns(id_column, caption_column, image_column, cui_column, split_column, cfg)
     text = str(source)
     path = Path(text).expanduser()
     if path.exists():
@@ -91,6 +89,6 @@ def _open_hub(name: str, columns: Columns) -> Dataset:
     snapshot = cached_snapshot(name)
     if snapshot is not None:
         return ParquetDataset(snapshot, name=name, columns=columns)
-    if is_offline():
+    if is_offline("datasets"):
         raise offline_error(name, "offline mode is on and it is not in the local cache")
     return HubDataset(name, columns=columns)

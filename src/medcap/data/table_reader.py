@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from medcap.config import DEFAULTS
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -139,7 +138,7 @@ class TableDataset(Dataset):
     ) -> None:
         self.table = Path(table)
         super().__init__(name or str(table))
-        cfg = DEFAULTS.data
+        cfg = columns.config
         names = table_columns(self.table)
         self._image_col = pick_column(
             names, columns.image, cfg.image_column, "image", self.table, required=True

@@ -1,4 +1,4 @@
-"""CLIP encoders from a spec string, and contrastive fine-tuning (`medcap train`)."""
+"""CLIP encoders from a spec string, for inference (fine-tuning is the program `medcap.train`)."""
 
 from __future__ import annotations
 

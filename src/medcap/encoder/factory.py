@@ -19,7 +19,7 @@ from medcap.encoder.spec import (
     read_json,
     register_builtin_configs,
 )
-from medcap.errors import CorruptArtifactError, InputError
+from medcap.errors import CorruptArtifactError, InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,8 @@ def _build_checkpoint(spec: EncoderSpec) -> BuiltModel:
     try:
         open_clip.load_checkpoint(model, str(spec.path), strict=True, weights_only=True)
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptArtifactError(
-            f"{spec.path}: cannot load checkpoint ({first[:200]}); retrain or pass another"
+            f"{spec.path}: cannot load checkpoint ({first_line(exc, 200)}); retrain or pass another"
         ) from None
     pp = sidecar.get("preprocess") or dict(model.visual.preprocess_cfg)
     open_clip.set_model_preprocess_cfg(model, pp)

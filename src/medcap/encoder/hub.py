@@ -15,20 +15,12 @@ import threading
 from pathlib import Path
 
 from medcap.encoder.spec import EncoderSpec
-from medcap.errors import OfflineFetchError
+from medcap.errors import OfflineFetchError, first_line
+from medcap.offline import is_offline
 
 log = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def env_offline() -> bool:
-    """True when the environment asks for offline mode (HF_HUB_OFFLINE and friends)."""
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MEDCAP_OFFLINE")
-    )
 
 
 def hub_reachable(timeout_s: float) -> bool:
@@ -100,8 +92,10 @@ def ensure_fetchable(spec: EncoderSpec, *, probe_timeout_s: float) -> bool:
     cached = all(_cached(repo, name) for repo, name in files) if files else _url_cached(spec)
     if cached:
         return True  # load from the cache; no network needed
-    if env_offline():
-        raise OfflineFetchError(_offline_message(spec, "offline mode (HF_HUB_OFFLINE) is set"))
+    if is_offline("models"):
+        raise OfflineFetchError(
+            _offline_message(spec, "offline mode (MEDCAP_OFFLINE or HF_HUB_OFFLINE) is set")
+        )
     if not hub_reachable(probe_timeout_s):
         raise OfflineFetchError(_offline_message(spec, f"{HUB_HOST} is unreachable"))
     log.info("fetching encoder %s from the hub", spec.raw)
@@ -110,5 +104,4 @@ def ensure_fetchable(spec: EncoderSpec, *, probe_timeout_s: float) -> bool:
 
 def fetch_failed(spec: EncoderSpec, exc: BaseException) -> OfflineFetchError:
     """Wrap a failed hub download as a one-line OfflineFetchError."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return OfflineFetchError(_offline_message(spec, f"fetch failed: {first[:200]}"))
+    return OfflineFetchError(_offline_message(spec, f"fetch failed: {first_line(exc, 200)}"))

@@ -31,6 +31,8 @@ from PIL import Image
 
 from medcap.atomic import write_atomic, write_json_atomic
 from medcap.config import DEFAULTS
+from medcap.errors import first_line
+from medcap.types import Record, Skipped
 
 if TYPE_CHECKING:
     from medcap.encoder.encoder import Encoder
@@ -150,7 +152,7 @@ def save_image_tower(encoder: Encoder) -> Path | None:
             write_atomic(pt_path, lambda handle: torch.jit.save(traced, handle))
         write_json_atomic(meta_path, record)  # last: its presence marks a complete entry
     except (RuntimeError, OSError, TypeError) as exc:
-        log.info("not caching the image tower (%s)", str(exc).splitlines()[0][:160])
+        log.info("not caching the image tower (%s)", first_line(exc, 160))
         return None
     return pt_path
 
@@ -180,7 +182,17 @@ class ImageTowerEncoder:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self.full, name)  # texts, cases, the model itself: the full encoder
+        return getattr(self.full, name)  # the model itself, its tokenizer: the full encoder
+
+    def encode_texts(self, texts: Sequence[str], **options: Any) -> NDArray[np.float32]:
+        """Texts go through the full encoder (see Encoder.encode_texts)."""
+        return self.full.encode_texts(texts, **options)
+
+    def encode_cases(
+        self, records: Sequence[Record], **options: Any
+    ) -> tuple[list[Record], NDArray[np.float32], NDArray[np.float32], list[Skipped]]:
+        """Cases go through the full encoder (see Encoder.encode_cases)."""
+        return self.full.encode_cases(records, **options)
 
     def encode_images(
         self, images: Sequence[Image.Image], *, batch_size: int | None = None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcap.clock import now_iso
 from medcap.config import EvalConfig
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.evaluation.coco_metrics import bleu, cider_d, rouge_l, weighted_mean
@@ -314,7 +315,7 @@ def evaluate_caption_results(
     return {
         "kind": "captions",
         "medcap_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": now_iso(),
         "config": {"eval": _asdict(cfg), "imageclef_preprocess": imageclef},
         "results_file": str(Path(path).resolve()),
         "n": len(results.candidates) - sum(repeated.values()) + len(repeated),  # images

@@ -9,14 +9,11 @@ its spec next to them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-
-from medcap.types import Skipped
 
 
 class ImageTextEncoder(Protocol):
@@ -90,30 +87,3 @@ def compute_clipscores(
 def _batched(fn: Any, items: Sequence[Any], batch_size: int) -> NDArray[np.float32]:
     parts = [fn(list(items[i : i + batch_size])) for i in range(0, len(items), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-
-
-def load_images_by_id(
-    source: str | Path, image_ids: Iterable[str]
-) -> tuple[dict[str, Any], list[Skipped]]:
-    """Decode the images of `image_ids` from a dataset (any split); list the ones not found."""
-    from medcap.data.images import load_image
-    from medcap.data.readers import open_dataset
-    from medcap.errors import ImageDecodeError
-
-    wanted = set(image_ids)
-    dataset = open_dataset(source)
-    found: dict[str, Any] = {}
-    skipped: list[Skipped] = []
-    for split in dataset.splits():
-        for record in dataset.records(split):
-            if record.image_id in wanted and record.image_id not in found:
-                try:
-                    found[record.image_id] = load_image(record.image)
-                except ImageDecodeError as exc:
-                    skipped.append(Skipped(str(source), None, record.image_id, str(exc)))
-                    wanted.discard(record.image_id)
-        if len(found) == len(wanted):
-            break
-    for image_id in sorted(wanted - set(found)):
-        skipped.append(Skipped(str(source), None, image_id, "image_id not found in the dataset"))
-    return found, skipped

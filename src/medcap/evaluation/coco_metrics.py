@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 _TINY = 1e-15  # COCO BLEU: keeps a zero match count from giving log(0)
 _SMALL = 1e-9  # COCO BLEU: keeps an empty candidate from dividing by zero
@@ -154,6 +154,56 @@ def rouge_l(
     return (sum(scores) / len(scores) if scores else 0.0), scores
 
 
+CiderVector = tuple[list[dict[Gram, float]], list[float], int]  # per-n weights, norms, bigrams
+
+
+def cider_vector(
+    counts: Counter[Gram], doc_freq: Mapping[Gram, float], log_docs: float, n_max: int = 4
+) -> CiderVector:
+    """TF-IDF weights per n-gram order, their norms, and COCO's "length" (the bigram count).
+
+    idf = log_docs - log(max(1, df)): `log_docs` is log of the number of documents that
+    `doc_freq` was counted over.
+    """
+    vec: list[dict[Gram, float]] = [{} for _ in range(n_max)]
+    norms = [0.0] * n_max
+    bigrams = 0
+    for gram, tf in counts.items():
+        n = len(gram) - 1
+        weight = tf * (log_docs - math.log(max(1.0, doc_freq.get(gram, 0.0))))
+        vec[n][gram] = weight
+        norms[n] += weight * weight
+        if n == 1:  # COCO's "length" counts bigrams, not words
+            bigrams += tf
+    return vec, [math.sqrt(x) for x in norms], bigrams
+
+
+def cider_similarity(
+    candidate: CiderVector, reference: CiderVector, sigma: float = CIDER_SIGMA
+) -> list[float]:
+    """CIDEr-D of one candidate against one reference, per n-gram order (before the mean
+    over orders and the x10): clipped cosine times the Gaussian length penalty."""
+    vec_c, norm_c, len_c = candidate
+    vec_r, norm_r, len_r = reference
+    penalty = math.exp(-((len_c - len_r) ** 2) / (2 * sigma**2))
+    out = []
+    for n in range(len(vec_c)):
+        # CIDEr-D clips candidate weights at the reference's: repeating words gains nothing.
+        value = sum(
+            min(weight, vec_r[n].get(gram, 0.0)) * vec_r[n].get(gram, 0.0)
+            for gram, weight in vec_c[n].items()
+        )
+        if norm_c[n] and norm_r[n]:
+            value /= norm_c[n] * norm_r[n]
+        out.append(value * penalty)
+    return out
+
+
+def ngram_counts(tokens: Sequence[str], n_max: int = 4) -> Counter[Gram]:
+    """Counts of every 1..n_max-gram of a token list."""
+    return _ngrams(tokens, n_max)
+
+
 def cider_d(
     candidates: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -165,39 +215,18 @@ def cider_d(
     _check(candidates, references)
     ref_counts = [[_ngrams(ref.split(), n_max) for ref in refs] for refs in references]
     item_weights = [1.0] * len(candidates) if weights is None else list(weights)
-    doc_freq: dict[Gram, float] = {}
+    doc_freq: dict[Gram, float] = {}  # each item's references count with the item's weight
     for counts, item_weight in zip(ref_counts, item_weights, strict=True):
         for gram in {gram for ref in counts for gram in ref}:
             doc_freq[gram] = doc_freq.get(gram, 0.0) + item_weight
     log_items = math.log(sum(item_weights)) if candidates else 0.0
-
-    def vector(counts: Counter[Gram]) -> tuple[list[dict[Gram, float]], list[float], int]:
-        vec: list[dict[Gram, float]] = [{} for _ in range(n_max)]
-        norms = [0.0] * n_max
-        bigrams = 0
-        for gram, tf in counts.items():
-            n = len(gram) - 1
-            weight = tf * (log_items - math.log(max(1.0, doc_freq.get(gram, 0.0))))
-            vec[n][gram] = weight
-            norms[n] += weight * weight
-            if n == 1:  # COCO's "length" counts bigrams, not words
-                bigrams += tf
-        return vec, [math.sqrt(x) for x in norms], bigrams
-
     scores = []
     for cand, counts in zip(candidates, ref_counts, strict=True):
-        vec_c, norm_c, len_c = vector(_ngrams(cand.split(), n_max))
+        cand_vec = cider_vector(_ngrams(cand.split(), n_max), doc_freq, log_items, n_max)
         total = [0.0] * n_max
         for ref in counts:
-            vec_r, norm_r, len_r = vector(ref)
-            penalty = math.exp(-((len_c - len_r) ** 2) / (2 * sigma**2))
+            per_n = cider_similarity(cand_vec, cider_vector(ref, doc_freq, log_items, n_max), sigma)
             for n in range(n_max):
-                value = sum(
-                    min(weight, vec_r[n].get(gram, 0.0)) * vec_r[n].get(gram, 0.0)
-                    for gram, weight in vec_c[n].items()
-                )
-                if norm_c[n] and norm_r[n]:
-                    value /= norm_c[n] * norm_r[n]
-                total[n] += value * penalty
+                total[n] += per_n[n]
         scores.append(sum(total) / n_max / len(counts) * CIDER_SCALE)
     return weighted_mean(scores, weights), scores

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
 
 # Tokens COCO removes after tokenising (the effective list: its bracket names never match).
 _REMOVED = frozenset({"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"})
@@ -194,11 +193,6 @@ def ptb_tokenize(text: str) -> str:
 
 def _is_quote(token: str) -> bool:
     return len(token) == 1 and token in _QUOTES
-
-
-def ptb_tokenize_all(texts: Iterable[str]) -> list[str]:
-    """`ptb_tokenize` over many captions."""
-    return [ptb_tokenize(text) for text in texts]
 
 
 _DIGITS = re.compile(r"\d+")

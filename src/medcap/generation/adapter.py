@@ -18,7 +18,7 @@ ADAPTER_FORMAT_VERSION = 1
 class AdapterInfo:
     """What a generator adapter was trained for, so captioning can use the same setup."""
 
-    backend: str  # "qwen2-vl" | "blip2-lora"
+    backend: str  # the registered backend it was trained for
     base_model: str  # model id or path of the frozen base model
     template: str
     k: int

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from medcap.config import DEFAULTS, GenerationConfig, SearchMode
-from medcap.errors import ImageDecodeError, InputError
+from medcap.config import DEFAULTS, GenerationConfig, SearchMode, replace_set
+from medcap.errors import ImageDecodeError
 from medcap.generation.adapter import read_adapter_info
-from medcap.generation.backends.base import CaptionBackend, get_backend
+from medcap.generation.backends.base import CaptionBackend, backend_class, get_backend
 from medcap.generation.collate import TrainExample
 from medcap.generation.prompt import Prompt, build_prompt
 from medcap.types import Caption, Hit, Record, Skipped
@@ -46,21 +46,26 @@ class NeighbourSearch(Protocol):
 def resolve_settings(
     cfg: GenerationConfig, adapter: str | Path | None = None, **given: Any
 ) -> GenerationConfig:
-    """Fill what the user did not give (None in `given`: backend, template, k): from the
-    adapter's sidecar when there is one, and blip2-lora's own template (OPT continues text)."""
+    """Settings for a run: what the user gave (`given`: backend, template, k; None = not
+    given) wins; the rest comes from the adapter's sidecar when there is one; a template
+    still unset is the backend's own (`BaseBackend.default_template`)."""
+    cfg = replace_set(cfg, **given)
     info = read_adapter_info(adapter) if adapter else None
     if info is not None:
         chosen: dict[str, Any] = {"backend": info.backend, "template": info.template, "k": info.k}
         cfg = replace(cfg, **{k: v for k, v in chosen.items() if given.get(k) is None})
-    elif cfg.backend == "blip2-lora" and given.get("template") is None:
-        cfg = replace(cfg, template=cfg.blip2_template)
-    return cfg
+    return replace(cfg, template=template_of(cfg))
+
+
+def template_of(cfg: GenerationConfig) -> str:
+    """The prompt template to use: `cfg.template`, else the default of `cfg.backend`."""
+    return cfg.template or backend_class(cfg.backend).default_template
 
 
 def generator_model(cfg: GenerationConfig, model_id: str | None = None) -> str:
-    """The model `cfg.backend` loads: `model_id`, else the config's default ("" for consensus)."""
-    defaults = {"qwen2-vl": cfg.qwen2vl_model, "blip2-lora": cfg.blip2_model}
-    return model_id or defaults.get(cfg.backend, "")
+    """The model `cfg.backend` loads: `model_id`, else the backend's default ("" for a
+    model-free backend such as consensus)."""
+    return model_id or backend_class(cfg.backend).default_model
 
 
 def build_backend(
@@ -70,15 +75,58 @@ def build_backend(
     adapter: str | Path | None = None,
     **options: Any,
 ) -> CaptionBackend:
-    """The backend named by `cfg.backend`, with a model id/path and LoRA adapter if it uses them."""
-    if cfg.backend == "consensus":
-        if model_id or adapter:
-            raise InputError(
-                "the consensus backend uses no model; drop --model/--adapter "
-                "or pick --backend qwen2-vl"
-            )
-        return get_backend("consensus", cfg=cfg, **options)
+    """The backend named by `cfg.backend`, with a model id/path and LoRA adapter if it uses them
+    (a model-free backend refuses both with a one-line error)."""
     return get_backend(cfg.backend, cfg=cfg, model_id=model_id, adapter=adapter, **options)
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """One generated caption with its evidence: the neighbours it was made from (hits, best
+    first, the image's own case excluded) and the prompt the backend read."""
+
+    caption: Caption
+    neighbours: list[Hit]
+    prompt: Prompt
+
+    @property
+    def text(self) -> str:
+        """The caption."""
+        return self.caption.text
+
+    @property
+    def backend(self) -> str:
+        """The backend that wrote it."""
+        return self.caption.backend
+
+    @property
+    def model(self) -> str:
+        """The model id or path the backend ran ("" for model-free backends)."""
+        return self.caption.model
+
+    @property
+    def seconds(self) -> float:
+        """Retrieval + generation time of its batch, divided evenly over the batch's images."""
+        return self.caption.latency_s
+
+
+def _neighbours(
+    retriever: NeighbourSearch,
+    images: Sequence[Image],
+    image_ids: Sequence[str | None],
+    cfg: GenerationConfig,
+    modality_hints: Sequence[str | None] | None,
+) -> list[tuple[list[Hit], Prompt]]:
+    """The top-`cfg.k` neighbours of each image (its own id excluded) and their prompt."""
+    hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
+    hints = modality_hints or [cfg.modality_hint] * len(images)
+    template = template_of(cfg)
+    out = []
+    for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
+        found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
+        top = sorted(found, key=lambda h: h.rank)[: cfg.k]
+        out.append((top, build_prompt(top, template=template, k=cfg.k, modality_hint=hint)))
+    return out
 
 
 def neighbours_and_prompts(
@@ -90,13 +138,42 @@ def neighbours_and_prompts(
     modality_hints: Sequence[str | None] | None = None,
 ) -> list[Prompt]:
     """Search the top-`cfg.k` neighbours of each image (its own id excluded) and build prompts."""
-    hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
-    hints = modality_hints or [cfg.modality_hint] * len(images)
-    prompts = []
-    for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
-        found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
-        prompts.append(build_prompt(found, template=cfg.template, k=cfg.k, modality_hint=hint))
-    return prompts
+    return [p for _, p in _neighbours(retriever, images, image_ids, cfg, modality_hints)]
+
+
+def caption_with_evidence(
+    retriever: NeighbourSearch,
+    backend: CaptionBackend,
+    images: Sequence[Image],
+    image_ids: Sequence[str | None],
+    cfg: GenerationConfig = DEFAULTS.generation,
+    *,
+    modality_hints: Sequence[str | None] | None = None,
+) -> list[CaptionResult]:
+    """Caption decoded images; each result keeps its neighbours and prompt (see caption_images)."""
+    if len(images) != len(image_ids):
+        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
+    if not images:
+        return []
+    start = time.perf_counter()
+    found = _neighbours(retriever, images, image_ids, cfg, modality_hints)
+    texts = backend.generate(images, [prompt for _, prompt in found])
+    per_image_s = (time.perf_counter() - start) / len(images)
+    return [
+        CaptionResult(
+            Caption(
+                text=text,
+                backend=backend.name,
+                model=backend.model,
+                latency_s=per_image_s,
+                neighbour_ids=prompt.neighbour_ids,
+                neighbour_scores=prompt.neighbour_scores,
+            ),
+            hits,
+            prompt,
+        )
+        for text, (hits, prompt) in zip(texts, found, strict=True)
+    ]
 
 
 def caption_images_with_neighbours(
@@ -109,28 +186,10 @@ def caption_images_with_neighbours(
     modality_hints: Sequence[str | None] | None = None,
 ) -> list[tuple[Caption, Prompt]]:
     """Like `caption_images`, also returning each prompt (neighbour ids, captions and scores)."""
-    if len(images) != len(image_ids):
-        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
-    if not images:
-        return []
-    start = time.perf_counter()
-    prompts = neighbours_and_prompts(
-        retriever, images, image_ids, cfg, modality_hints=modality_hints
+    results = caption_with_evidence(
+        retriever, backend, images, image_ids, cfg, modality_hints=modality_hints
     )
-    texts = backend.generate(images, prompts)
-    per_image_s = (time.perf_counter() - start) / len(images)
-    captions = [
-        Caption(
-            text=text,
-            backend=backend.name,
-            model=backend.model,
-            latency_s=per_image_s,
-            neighbour_ids=prompt.neighbour_ids,
-            neighbour_scores=prompt.neighbour_scores,
-        )
-        for text, prompt in zip(texts, prompts, strict=True)
-    ]
-    return list(zip(captions, prompts, strict=True))
+    return [(r.caption, r.prompt) for r in results]
 
 
 def caption_images(
@@ -202,10 +261,11 @@ def build_training_examples(
     """One LoRA example per record: its top-`cfg.k` neighbours (itself excluded) in a prompt, its
     caption as the target. Images stay lazy references until a training step needs them."""
     found = retriever.search_records(records, cfg.k, mode=cfg.search_mode, exclude_self=True)
+    template = template_of(cfg)
     examples = []
     for record, hits in zip(records, found, strict=True):
         hits = [h for h in hits if h.image_id != record.image_id]
-        prompt = build_prompt(hits, template=cfg.template, k=cfg.k, modality_hint=cfg.modality_hint)
+        prompt = build_prompt(hits, template=template, k=cfg.k, modality_hint=cfg.modality_hint)
         examples.append(
             TrainExample(
                 image=record.image, prompt=prompt, target=record.caption, image_id=record.image_id

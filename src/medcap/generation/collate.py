@@ -1,24 +1,26 @@
 """Training inputs for the generators: prompt + target caption, loss masked over the prompt.
 
-Each example is tokenised exactly as the backend does at inference time (the BLIP-2 query
-tokens, or the Qwen2-VL chat template with its visual tokens), then the target caption and
-an end-of-sequence token are appended. Labels are -100 everywhere except on the target, so
-only the caption is learnt (SmallCap's masked prompt).
+Each example is tokenised exactly as its backend does at inference time (the backend's
+`encode_example`: BLIP-2's query tokens, Qwen2-VL's chat template with its visual tokens),
+then the target caption and an end-of-sequence token are appended. Labels are -100
+everywhere except on the target, so only the caption is learnt (SmallCap's masked prompt).
+This module holds what every backend shares; `encode_example` and `collate` dispatch to
+the backend registered under the given name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from medcap.config import DEFAULTS, GenerationConfig
 from medcap.generation.prompt import Prompt, clean_caption
 
 if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
 
-GeneratorKind = Literal["qwen2-vl", "blip2-lora"]
 IGNORE_INDEX = -100  # label value that cross-entropy skips
 
 
@@ -33,78 +35,44 @@ class TrainExample:
     image_id: str = ""
 
 
-def _target_ids(tokenizer: Any, target: str, leading_space: bool) -> list[int]:
+def target_ids(tokenizer: Any, target: str, leading_space: bool) -> list[int]:
+    """Token ids of the caption to learn, ending with the end-of-sequence token."""
     text = (" " if leading_space else "") + clean_caption(target)
     ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [*ids, tokenizer.eos_token_id]
 
 
-def encode_example(
-    kind: GeneratorKind,
-    processor: Any,
-    model_config: Any,
-    image: Image,
-    example: TrainExample,
-    size: dict[str, int],
+def with_target(
+    prefix: torch.Tensor, target: torch.Tensor, extra: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Tensors for one example: input_ids, labels and the image inputs (no batch dimension)."""
+    """input_ids = prefix + target; labels mask the prefix (IGNORE_INDEX)."""
     import torch
 
-    tokenizer = processor.tokenizer
-    if kind == "blip2-lora":
-        prompt_ids = tokenizer(example.prompt.text)[
-            "input_ids"
-        ]  # with the BOS token, as at inference
-        image_ids = [model_config.image_token_index] * model_config.num_query_tokens
-        prefix = torch.tensor([*image_ids, *prompt_ids])
-        pixels = processor.image_processor(image.convert("RGB"), return_tensors="pt")[
-            "pixel_values"
-        ]
-        extra: dict[str, torch.Tensor] = {"pixel_values": pixels}
-        target = torch.tensor(_target_ids(tokenizer, example.target, leading_space=True))
-    else:
-        chat = processor.apply_chat_template(
-            example.prompt.messages, tokenize=False, add_generation_prompt=True
-        )
-        enc = processor(
-            text=[chat],
-            images=[image.convert("RGB")],
-            return_tensors="pt",
-            images_kwargs={"size": size},
-        )
-        prefix = enc["input_ids"][0]
-        target = torch.tensor(_target_ids(tokenizer, example.target, leading_space=False))
-        mm_types = torch.cat(
-            [enc["mm_token_type_ids"][0], torch.zeros(len(target), dtype=torch.long)]
-        )
-        extra = {
-            "pixel_values": enc["pixel_values"],
-            "image_grid_thw": enc["image_grid_thw"],
-            "mm_token_type_ids": mm_types,
-        }
     input_ids = torch.cat([prefix, target])
     labels = torch.cat([torch.full_like(prefix, IGNORE_INDEX), target])
     return {"input_ids": input_ids, "labels": labels, **extra}
 
 
-def collate(
-    kind: GeneratorKind, items: Sequence[dict[str, torch.Tensor]], pad_id: int
-) -> dict[str, torch.Tensor]:
-    """Right-pad a list of encoded examples into one batch (pads are masked and unlabelled)."""
+def pad_items(items: Sequence[dict[str, torch.Tensor]], key: str, value: int) -> torch.Tensor:
+    """Right-pad the 1-d tensors `items[i][key]` to the longest and stack them."""
     import torch
 
     length = max(len(item["input_ids"]) for item in items)
+    rows = [
+        torch.nn.functional.pad(item[key], (0, length - len(item[key])), value=value)
+        for item in items
+    ]
+    return torch.stack(rows)
 
-    def pad(key: str, value: int) -> torch.Tensor:
-        rows = [
-            torch.nn.functional.pad(item[key], (0, length - len(item[key])), value=value)
-            for item in items
-        ]
-        return torch.stack(rows)
 
-    batch = {
-        "input_ids": pad("input_ids", pad_id),
-        "labels": pad("labels", IGNORE_INDEX),
+def collate_text(items: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """The batch parts every backend shares: input_ids, labels, attention_mask, pixel_values."""
+    import torch
+
+    length = max(len(item["input_ids"]) for item in items)
+    return {
+        "input_ids": pad_items(items, "input_ids", pad_id),
+        "labels": pad_items(items, "labels", IGNORE_INDEX),
         "attention_mask": torch.stack(
             [
                 torch.cat(
@@ -113,9 +81,28 @@ def collate(
                 for i in items
             ]
         ),
+        "pixel_values": torch.cat([item["pixel_values"] for item in items]),
     }
-    batch["pixel_values"] = torch.cat([item["pixel_values"] for item in items])
-    if kind == "qwen2-vl":
-        batch["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in items])
-        batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
-    return batch
+
+
+def encode_example(
+    backend: str,
+    processor: Any,
+    model_config: Any,
+    image: Image,
+    example: TrainExample,
+    cfg: GenerationConfig = DEFAULTS.generation,
+) -> dict[str, torch.Tensor]:
+    """Tensors for one example of `backend`: input_ids, labels and image inputs (no batch dim)."""
+    from medcap.generation.backends.base import backend_class
+
+    return backend_class(backend).encode_example(processor, model_config, image, example, cfg)
+
+
+def collate(
+    backend: str, items: Sequence[dict[str, torch.Tensor]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-pad a list of encoded examples of `backend` into one batch."""
+    from medcap.generation.backends.base import backend_class
+
+    return backend_class(backend).collate(items, pad_id)

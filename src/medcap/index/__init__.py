@@ -22,14 +22,19 @@ and can be split over machines (`--shard i/n`, then `merge_parts`). Layout of `D
 from __future__ import annotations
 
 from medcap.index.build import CaseEncoder, add_to_index, build_index
+from medcap.index.filters import CaseColumns, ColumnKind, Filters
 from medcap.index.manifest import Manifest
 from medcap.index.merge import merge_parts
-from medcap.index.store import IndexDir, open_index
+from medcap.index.store import IndexDir, Target, open_index
 
 __all__ = [
+    "CaseColumns",
     "CaseEncoder",
+    "ColumnKind",
+    "Filters",
     "IndexDir",
     "Manifest",
+    "Target",
     "add_to_index",
     "build_index",
     "merge_parts",

@@ -21,31 +21,25 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from medcap import __version__
 from medcap.atomic import write_json_atomic
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
-    describe_files,
     emb_dir_of,
-    finish_index,
+    finalize_index,
     link_or_copy,
+    new_manifest,
     partial_dir,
-    shard_counts,
+    plan_for,
     swap_into_place,
-    write_faiss,
-    write_items,
-    write_skipped,
 )
 from medcap.index.manifest import (
-    FORMAT_VERSION,
     MANIFEST_NAME,
     EncoderInfo,
     SourceInfo,
-    now_iso,
     parse_part,
-    write_manifest,
 )
 from medcap.index.shards import (
     Thumbnailer,
@@ -295,16 +289,16 @@ def build_index(
                 f"no cases to index from {dataset_name or 'the records'} (split {split!r}); "
                 f"{len(skipped)} skipped; check the data"
             )
-        (work / STATE_NAME).unlink()
         encoder_info = EncoderInfo(
             encoder.spec, encoder.fingerprint, encoder.embed_dim, _checkpoint_path(encoder.spec)
         )
         source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso())
-        finish_index(
-            work, names, skipped, cfg, encoder=encoder_info, source=source, thumbnails=thumbs,
-            part=part,
+        plan = plan_for(count, encoder.embed_dim, cfg)
+        finalize_index(
+            work, out, new_manifest(encoder_info, source, plan, thumbnails=thumbs, part=part),
+            names=names, skipped=skipped, plan=plan, cfg=cfg, transient=[STATE_NAME],
+            overwrite=overwrite,
         )  # fmt: skip
-        swap_into_place(work, out, overwrite=overwrite)
         return open_index(out, expected_fingerprint=encoder.fingerprint, verify=False)
 
 
@@ -363,29 +357,14 @@ def add_to_index(
                     f"no new cases to add from {dataset_name or 'the records'}: all were already "
                     f"indexed or skipped ({len(skipped)} skipped)"
                 )
-            names = old_names + new_names
-            write_faiss(work, emb_dir, new_names, old.manifest.index, old.manifest.dim, base=path)
-            write_items(work, emb_dir, names, thumbnails=thumbs)
-            write_skipped(work, [*old.skipped(), *skipped])
             m = old.manifest
-            sizes, checksums = describe_files(work)
-            manifest = dataclasses.replace(
-                m,
-                count=m.count + added,
-                sources=(
-                    *m.sources,
-                    SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
-                ),
-                shards=shard_counts(emb_dir, names),
-                files=sizes,
-                checksums=checksums,
-                skipped_count=m.skipped_count + len(skipped),
-                format_version=FORMAT_VERSION,
-                medcap_version=__version__,
-            )
-            write_manifest(manifest, work)
+            source = SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso())
+            grown = dataclasses.replace(m, count=m.count + added, sources=(*m.sources, source))
+            finalize_index(
+                work, path, grown, names=old_names + new_names,
+                skipped=[*old.skipped(), *skipped], extend=new_names, overwrite=True,
+            )  # fmt: skip
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        swap_into_place(work, path, overwrite=True)
         return open_index(path, expected_fingerprint=encoder.fingerprint, verify=False), added

@@ -1,12 +1,16 @@
 """Every FAISS call medcap makes: create, train, add, search, read, write.
 
 This is the only module that imports faiss. Vectors are float32, C-contiguous, (n, d)
-and L2-normalised; the metric is always inner product (= cosine similarity).
+and L2-normalised; the metric is always inner product (= cosine similarity). Importing
+it changes no FAISS setting: the one medcap tunes is set around each call that uses it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,33 @@ LOG = logging.getLogger(__name__)
 # faiss 1.15 switches a flat search from its per-query loop to BLAS only when
 # nq * d >= 128000 (about 250 queries at d=512). On 2 cores BLAS is already ~10x
 # faster from 2 queries on (80,000 x 512: 64 queries took 350 ms per-query vs 36 ms
-# with BLAS; benchmarks/bench_index.py), so medcap always takes the BLAS path.
-faiss.cvar.distance_compute_blas_threshold = 1
+# with BLAS; benchmarks/bench_index.py), so medcap's calls always take the BLAS path.
+_BLAS_THRESHOLD = 1
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_saved = 0
+
+
+@contextmanager
+def _always_blas() -> Iterator[None]:
+    """FAISS's global BLAS threshold at 1 while any medcap call runs, restored after the last.
+
+    A count, not a save/restore per call: concurrent searches (the app's sessions) would
+    otherwise restore each other's setting and could leave it changed.
+    """
+    global _blas_users, _blas_saved
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = faiss.cvar.distance_compute_blas_threshold
+            faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                faiss.cvar.distance_compute_blas_threshold = _blas_saved
 
 
 def new_index(factory: str, dim: int) -> Any:
@@ -46,12 +75,14 @@ def is_trained(index: Any) -> bool:
 def train_index(index: Any, sample: NDArray[np.float32]) -> None:
     """Train an index that needs it (IVF centroids, PQ codebooks) on `sample` (n, d)."""
     if not index.is_trained:
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        with _always_blas():  # k-means assigns points with flat searches
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
 def add_vectors(index: Any, vectors: NDArray[np.float32]) -> None:
     """Append `vectors` (n, d); their rows continue from `index.ntotal`."""
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    with _always_blas():  # IVF assigns each vector to a list with a quantizer search
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 def set_search_params(index: Any, params: dict[str, Any]) -> None:
@@ -66,7 +97,8 @@ def search(
     index: Any, queries: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Top-k rows by inner product: scores (q, k) float32 descending, rows (q, k), -1 = none."""
-    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    with _always_blas():
+        scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return scores, rows
 
 
@@ -75,7 +107,8 @@ def range_search(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Every (score, row) with inner product > `threshold` for one query (d,)."""
     q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-    _, scores, rows = index.range_search(q, float(threshold))
+    with _always_blas():
+        _, scores, rows = index.range_search(q, float(threshold))
     return scores.astype(np.float32), rows.astype(np.int64)
 
 
@@ -154,8 +187,3 @@ def to_gpu(index: Any) -> Any:
 def set_threads(n: int) -> None:
     """Limit FAISS's OpenMP threads."""
     faiss.omp_set_num_threads(int(n))
-
-
-def get_threads() -> int:
-    """FAISS's OpenMP thread count."""
-    return int(faiss.omp_get_max_threads())

@@ -1,7 +1,8 @@
 """Turn complete shards into a finished index directory, then move it into place.
 
-Order matters for crash safety: FAISS files, items.parquet, thumbnails and the skipped
-list first, `manifest.json` last, then a rename of the whole work directory. Memory
+`finalize_index` is the one sequence build, add and merge end with. Order matters for
+crash safety: FAISS files, items.parquet, thumbnails, the skipped list and the resolved
+config first, `manifest.json` last, then a rename of the whole work directory. Memory
 stays bounded by one shard of vectors at a time plus the FAISS index itself.
 """
 
@@ -12,7 +13,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,13 @@ import pyarrow.parquet as pq
 
 from medcap import __version__
 from medcap.checksums import file_checksum
+from medcap.clock import now_iso
 from medcap.config import IndexConfig, dump_config
 from medcap.errors import InputError
 from medcap.index import faiss_ops
 from medcap.index.manifest import (
     EMB_DIR,
+    FORMAT_VERSION,
     INDEX_FILES,
     ITEMS_NAME,
     MANIFEST_NAME,
@@ -37,7 +40,6 @@ from medcap.index.manifest import (
     Manifest,
     ShardInfo,
     SourceInfo,
-    now_iso,
     write_manifest,
 )
 from medcap.index.planner import IndexPlan, plan_index
@@ -144,50 +146,34 @@ def shard_counts(emb_dir: Path, names: Sequence[str]) -> tuple[ShardInfo, ...]:
     return tuple(out)
 
 
-def _empty_part_plan(cfg: IndexConfig) -> IndexPlan:
-    reason = "empty part of a sharded build: no case fell to it (merge plans the whole index)"
-    return IndexPlan("flat", "Flat", {}, reason, cfg.index_type)
-
-
-def finish_index(
-    work: Path,
-    names: Sequence[str],
-    skipped: Sequence[Skipped],
-    cfg: IndexConfig,
-    *,
-    encoder: EncoderInfo,
-    source: SourceInfo,
-    thumbnails: bool,
-    part: str = "",
-) -> Manifest:
-    """Write the FAISS files, items, skipped list and config of `work` from its shards
-    `names` (`source.count` cases; 0 only for an empty part), then, last, the manifest
-    with the size and checksum of every file. Returns the manifest."""
-    emb_dir, dim, count = emb_dir_of(work), encoder.embed_dim, source.count
-    plan = plan_index(count, dim, cfg) if count else _empty_part_plan(cfg)
+def plan_for(count: int, dim: int, cfg: IndexConfig) -> IndexPlan:
+    """The index type for `count` vectors of `dim` (a flat one for an empty part)."""
+    if count:
+        plan = plan_index(count, dim, cfg)
+    else:
+        reason = "empty part of a sharded build: no case fell to it (merge plans the whole index)"
+        plan = IndexPlan("flat", "Flat", {}, reason, cfg.index_type)
     LOG.debug("index type %s (%s): %s", plan.type, plan.factory, plan.reason)
-    write_faiss(work, emb_dir, names, plan, dim)
-    write_items(work, emb_dir, names, thumbnails=thumbnails)
-    write_skipped(work, skipped)
-    dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this build
-    sizes, checksums = describe_files(work)
-    manifest = Manifest(
+    return plan
+
+
+def new_manifest(
+    encoder: EncoderInfo, source: SourceInfo, plan: IndexPlan, *, thumbnails: bool, part: str = ""
+) -> Manifest:
+    """The manifest of a newly built or merged index of `source.count` cases;
+    `finalize_index` fills in its shards, files, checksums and skipped count."""
+    return Manifest(
         encoder=encoder,
-        dim=dim,
-        count=count,
+        dim=encoder.embed_dim,
+        count=source.count,
         index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
         sources=(source,),
-        shards=shard_counts(emb_dir, names),
-        files=sizes,
-        checksums=checksums,
-        skipped_count=len(skipped),
+        shards=(),
+        files={},
         has_thumbnails=thumbnails,
         created_at=now_iso(),
-        medcap_version=__version__,
         part=part,
     )
-    write_manifest(manifest, work)  # last: from here on the directory is an index
-    return manifest
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -225,10 +211,63 @@ def swap_into_place(work: Path, out: Path, *, overwrite: bool) -> None:
     if old.exists():
         shutil.rmtree(old)
     os.replace(out, old)
-    os.replace(work, out)
+    try:
+        os.replace(work, out)
+    except BaseException:
+        os.replace(old, out)  # the old index stays in place when the swap fails
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
 def emb_dir_of(directory: Path) -> Path:
     """The shard folder of an index or work directory."""
     return directory / EMB_DIR
+
+
+def finalize_index(
+    work: Path,
+    out: Path,
+    manifest: Manifest,
+    *,
+    names: Sequence[str],
+    skipped: Sequence[Skipped],
+    plan: IndexPlan | None = None,
+    cfg: IndexConfig | None = None,
+    extend: Sequence[str] | None = None,
+    transient: Sequence[str] = (),
+    overwrite: bool = False,
+) -> Manifest:
+    """Write the finished index in `work` from its complete shards `names` and rename it to `out`.
+
+    The one finalise sequence of build, add and merge: FAISS files (planned by `plan`,
+    default `manifest.index`), items (and thumbnails when `manifest.has_thumbnails`), the
+    skipped list, `cfg` as config.json; `transient` files (work-directory bookkeeping) are
+    removed; then, last, `manifest` completed with the shard counts, skipped count and the
+    size and checksum of every file. `extend` (the new shard names) adds only those shards
+    to the FAISS files of the index at `out` instead of rebuilding them, which keeps a
+    trained IVF-PQ quantizer. A failed swap leaves the old index at `out`.
+    """
+    emb_dir = emb_dir_of(work)
+    if extend is not None:
+        write_faiss(work, emb_dir, extend, manifest.index, manifest.dim, base=out)
+    else:
+        write_faiss(work, emb_dir, names, plan or manifest.index, manifest.dim)
+    write_items(work, emb_dir, names, thumbnails=manifest.has_thumbnails)
+    write_skipped(work, skipped)
+    if cfg is not None:
+        dump_config(cfg, work / "config.json")  # the resolved IndexConfig of this index
+    for name in transient:
+        (work / name).unlink(missing_ok=True)
+    sizes, checksums = describe_files(work)
+    final = replace(
+        manifest,
+        shards=shard_counts(emb_dir, names),
+        files=sizes,
+        checksums=checksums,
+        skipped_count=len(skipped),
+        format_version=FORMAT_VERSION,
+        medcap_version=__version__,
+    )
+    write_manifest(final, work)  # last: from here on the directory is an index
+    swap_into_place(work, out, overwrite=overwrite)
+    return final

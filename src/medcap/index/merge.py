@@ -14,20 +14,21 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
 from medcap.index.finalize import (
     check_replaceable,
     emb_dir_of,
-    finish_index,
+    finalize_index,
     link_or_copy,
+    new_manifest,
     partial_dir,
-    swap_into_place,
+    plan_for,
 )
 from medcap.index.manifest import (
     Manifest,
     SourceInfo,
-    now_iso,
     parse_part,
 )
 from medcap.index.shards import drop_rows, shard_files, shard_ids
@@ -106,15 +107,16 @@ def merge_parts(
         emb_dir = emb_dir_of(work)
         emb_dir.mkdir(parents=True)
         try:
-            manifest = _merge_into(work, parts, cfg)
+            manifest = _merge_into(work, out, parts, cfg, overwrite=overwrite)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        swap_into_place(work, out, overwrite=overwrite)
         return open_index(out, expected_fingerprint=manifest.fingerprint, verify=False)
 
 
-def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Manifest:
+def _merge_into(
+    work: Path, out: Path, parts: Sequence[IndexDir], cfg: IndexConfig, *, overwrite: bool
+) -> Manifest:
     emb_dir = emb_dir_of(work)
     owner = {s.name: p for p in parts for s in p.manifest.shards}
     names = sorted(owner)
@@ -140,12 +142,10 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
     # Every part lists the reader's own skips (empty captions, ...): keep each entry once.
     skipped_all = list(dict.fromkeys([s for p in parts for s in p.skipped()] + dropped))
     data = first.sources[0]
-    return finish_index(
-        work,
-        names,
-        skipped_all,
-        cfg,
-        encoder=first.encoder,
-        source=SourceInfo(data.dataset, data.fingerprint, data.split, sum(counts), now_iso()),
-        thumbnails=all(p.manifest.has_thumbnails for p in parts),
-    )
+    source = SourceInfo(data.dataset, data.fingerprint, data.split, sum(counts), now_iso())
+    plan = plan_for(source.count, first.dim, cfg)
+    thumbs = all(p.manifest.has_thumbnails for p in parts)
+    return finalize_index(
+        work, out, new_manifest(first.encoder, source, plan, thumbnails=thumbs),
+        names=names, skipped=skipped_all, plan=plan, cfg=cfg, overwrite=overwrite,
+    )  # fmt: skip

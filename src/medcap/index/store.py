@@ -4,12 +4,15 @@ Result order is score descending; scores within `TIE_EPS` of each other are ties
 are ordered by row ascending (the order cases were indexed in). For an exact (flat)
 index this holds across the k boundary too: when a tie straddles it, every tied row
 is fetched and the lowest rows win, so results do not depend on FAISS's heap order.
+Searches may be limited to cases whose metadata match a filter (`where=`, see
+medcap.index.filters); those are scored exactly on the stored vectors.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +25,7 @@ from numpy.typing import NDArray
 from medcap.checksums import checksum_matches
 from medcap.config import DEFAULTS
 from medcap.errors import CorruptArtifactError, InputError
+from medcap.index.filters import CaseColumns, Filters, scan_rows
 from medcap.index.manifest import (
     EMB_DIR,
     INDEX_FILES,
@@ -34,45 +38,16 @@ from medcap.index.manifest import (
     check_fingerprint,
     read_manifest,
 )
+from medcap.index.ordering import TIE_EPS, group_top, order_candidates, straddles
 from medcap.index.searchers import Searcher, make_searcher
 from medcap.index.shards import ShardVectors, read_parquet
 from medcap.types import Hit, Skipped
 
 LOG = logging.getLogger(__name__)
-TIE_EPS = 1e-6  # cosine scores closer than this are ties, ordered by row
 # Scores are inner products of unit vectors: outside [-1, 1] by more than float rounding
 # (float16 shards re-normalised, float32 sums) they can only come from a damaged file.
 SCORE_EPS = 1e-3
 Target = Literal["images", "captions"]
-
-
-def order_candidates(
-    rows: NDArray[np.int64], scores: NDArray[np.float32]
-) -> list[tuple[int, float]]:
-    """Sort (row, score) pairs: score descending, ties (within TIE_EPS) by row ascending."""
-    if len(scores) < 2 or bool(np.all(scores[:-1] - scores[1:] > TIE_EPS)):
-        return list(zip(rows.tolist(), scores.tolist(), strict=True))  # sorted, no ties: as is
-    idx = sorted(range(len(rows)), key=lambda i: (-float(scores[i]), int(rows[i])))
-    out: list[tuple[int, float]] = []
-    i = 0
-    while i < len(idx):
-        top = float(scores[idx[i]])
-        j = i
-        while j < len(idx) and top - float(scores[idx[j]]) <= TIE_EPS:
-            j += 1
-        out.extend(sorted(((int(rows[t]), float(scores[t])) for t in idx[i:j]), key=lambda p: p[0]))
-        i = j
-    return out
-
-
-def _group_top(ordered: list[tuple[int, float]], pos: int) -> float:
-    """Highest score of the tie group holding position `pos`."""
-    top = ordered[pos][1]
-    for _, score in reversed(ordered[:pos]):
-        if score - ordered[pos][1] > TIE_EPS:
-            break
-        top = max(top, score)
-    return top
 
 
 class IndexDir:
@@ -92,6 +67,9 @@ class IndexDir:
         self._row_fields: dict[int, tuple[Any, ...]] = {}
         self._searchers: dict[str, Searcher] = {}
         self._thumbs: dict[str, bytes | None] | None = None
+        self._columns: CaseColumns | None = None
+        self._stored: dict[str, ShardVectors] = {}
+        self._lock = threading.Lock()  # the app searches one IndexDir from several threads
 
     def __len__(self) -> int:
         return self.manifest.count
@@ -133,8 +111,33 @@ class IndexDir:
             raise InputError(f"image_id {image_id!r} is not in the index {self.path}")
         return self.hit(row)
 
+    @property
+    def columns(self) -> CaseColumns:
+        """The `split` and metadata columns of the cases (read on first use)."""
+        with self._lock:
+            if self._columns is None:
+                self._columns = CaseColumns(self._splits, self._extra)
+            return self._columns
+
+    def column(self, name: str) -> list[str]:
+        """Column `name` (`split` or a metadata column) as display strings, in row order."""
+        return self.columns.values(name)
+
+    def matching_rows(self, where: Filters | None) -> NDArray[np.int64] | None:
+        """Rows whose columns take one of the values `where` accepts (None: no filter)."""
+        return self.columns.matching_rows(where)
+
+    def vectors(self, rows: NDArray[np.int64], target: Target) -> NDArray[np.float32]:
+        """Stored (len(rows), d) unit float32 vectors: the ones the FAISS index was built from."""
+        _check_target(target)
+        with self._lock:
+            stored = self._stored.get(target)
+            if stored is None:
+                stored = self._stored[target] = self._shard_vectors(target)
+        return stored.gather(np.asarray(rows, dtype=np.int64))
+
     def thumbnail(self, image_id: str) -> bytes | None:
-        """The stored thumbnail (PNG bytes) of a case, or None when there is none."""
+        """The stored thumbnail (JPEG bytes) of a case, or None when there is none."""
         if not self.manifest.has_thumbnails:
             return None
         if self._thumbs is None:
@@ -203,6 +206,7 @@ class IndexDir:
         *,
         target: Target,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[tuple[int, float]]]:
         """Top-k (row, score) per query; see `search`."""
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
@@ -215,6 +219,11 @@ class IndexDir:
             raise InputError(f"k must be at least 1 (got {k})")
         if exclude_ids is not None and len(exclude_ids) != len(q):
             raise InputError(f"exclude_ids has {len(exclude_ids)} entries for {len(q)} queries")
+        _check_target(target)
+        # The one place filters enter a search: a FAISS IDSelector could take over here.
+        kept = self.matching_rows(where)
+        if kept is not None:
+            return self._search_within(q, k, target, kept, exclude_ids)
         n = len(self)
         if n == 0:
             return [[] for _ in range(len(q))]  # an empty part of a sharded build
@@ -239,7 +248,7 @@ class IndexDir:
                 keep = (rows[i] >= 0) & (rows[i] != drop)
                 ordered = order_candidates(rows[i][keep], scores[i][keep])
             need = min(k, n - (excluded[i] is not None))
-            if searcher.exact and 0 < need < len(ordered) and _straddles(ordered, need):
+            if searcher.exact and 0 < need < len(ordered) and straddles(ordered, need):
                 ordered = self._resolve_tie(searcher, q[i], ordered, need, excluded[i])
             results.append(ordered[:need])
         return results
@@ -269,6 +278,24 @@ class IndexDir:
                 "names the damaged file)"
             )
 
+    def _search_within(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        target: Target,
+        rows: NDArray[np.int64],
+        exclude_ids: Sequence[str | None] | None,
+    ) -> list[list[tuple[int, float]]]:
+        """Exact top-k among `rows` per query, from the stored vectors (see filters)."""
+        vectors = self.vectors(rows, target)
+        results = []
+        for i, query in enumerate(queries):
+            own = None if exclude_ids is None or exclude_ids[i] is None else exclude_ids[i]
+            drop = None if own is None else self.row_of(own)
+            keep = rows != drop if drop is not None else slice(None)
+            results.append(scan_rows(vectors[keep], rows[keep], query, k))
+        return results
+
     def _resolve_tie(
         self,
         searcher: Searcher,
@@ -278,7 +305,7 @@ class IndexDir:
         excluded: int | None,
     ) -> list[tuple[int, float]]:
         """Fetch every row tied with the k-th so ties are ordered by row, not heap order."""
-        threshold = _group_top(ordered, need - 1) - 2 * TIE_EPS
+        threshold = group_top(ordered, need - 1) - 2 * TIE_EPS
         scores, rows = searcher.rows_above(query, threshold)
         keep = rows != (-2 if excluded is None else excluded)
         return order_candidates(rows[keep], scores[keep])
@@ -290,24 +317,26 @@ class IndexDir:
         *,
         target: Target,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[Hit]]:
         """Top-k cases per query vector.
 
         queries: (q, d) float32, L2-normalised, from the index's encoder. target: search
         the image vectors ("images") or the caption vectors ("captions"). exclude_ids:
-        one image_id (or None) per query whose row is dropped (self-exclusion). k larger
-        than the index is clamped with a logged note. Scores are cosine similarities.
+        one image_id (or None) per query whose row is dropped (self-exclusion). where:
+        only cases whose metadata match (`{"modality": "CT", "split": ["train"]}`, see
+        medcap.index.filters); fewer than k come back when fewer match. k larger than the
+        index is clamped with a logged note. Scores are cosine similarities.
 
         >>> hits = index.search(encoder.encode_texts(["chest CT nodule"]), 5, target="images")
         """
+        found_rows = self.search_rows(
+            queries, k, target=target, exclude_ids=exclude_ids, where=where
+        )
         return [
             [self.hit(row, rank, score) for rank, (row, score) in enumerate(found, start=1)]
-            for found in self.search_rows(queries, k, target=target, exclude_ids=exclude_ids)
+            for found in found_rows
         ]
-
-
-def _straddles(ordered: list[tuple[int, float]], need: int) -> bool:
-    return ordered[need - 1][1] - ordered[need][1] <= TIE_EPS
 
 
 def _check_target(target: str) -> None:

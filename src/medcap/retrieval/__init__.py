@@ -6,9 +6,18 @@ pure-numpy import.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Retriever", "open_retriever"]
+if TYPE_CHECKING:
+    from medcap.retrieval.retriever import (
+        QueryEncoder,
+        Retriever,
+        load_index_encoder,
+        open_retriever,
+        resolve_model,
+    )
+
+__all__ = ["QueryEncoder", "Retriever", "load_index_encoder", "open_retriever", "resolve_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from medcap.config import DEFAULTS
+from medcap.config import DEFAULTS, EncoderConfig
 from medcap.errors import ImageDecodeError, InputError
 from medcap.types import ImageRef
 
@@ -48,17 +48,19 @@ def rank_captions(
     *,
     model: str | Path | Encoder = DEFAULTS.encoder.model,
     device: str | None = None,
+    cfg: EncoderConfig | None = None,
 ) -> list[RankedCaption]:
     """Score each candidate caption against `image` and return them best first.
 
     `image` is a file path (PNG, JPEG, DICOM, ...), a PIL image of any mode or an ImageRef.
     `model` is an encoder spec (a name, `hf-hub:...`, a checkpoint or training run folder) or
     an already loaded `Encoder`, so that many images are ranked without reloading it.
-    `device` (default: EncoderConfig.device) applies when `model` is a spec.
+    `device` and `cfg` (EncoderConfig, default DEFAULTS.encoder; `device` wins over its
+    device) apply when `model` is a spec.
     """
     texts = _checked_captions(captions)
     picture = _open_image(image)
-    encoder = _resolve_encoder(model, device)
+    encoder = _resolve_encoder(model, device, cfg)
     image_vector = encoder.encode_images([picture])  # (1, d) float32, L2-normalised
     caption_vectors = encoder.encode_texts(texts)  # (n, d) float32, L2-normalised
     scores = (image_vector @ caption_vectors.T)[0]
@@ -141,7 +143,9 @@ def _open_image(image: ImageInput) -> Image.Image:
     )
 
 
-def _resolve_encoder(model: str | Path | Encoder, device: str | None) -> Encoder:
+def _resolve_encoder(
+    model: str | Path | Encoder, device: str | None, cfg: EncoderConfig | None
+) -> Encoder:
     if not isinstance(model, (str, Path)):
         if device is not None:
             raise InputError(
@@ -151,7 +155,7 @@ def _resolve_encoder(model: str | Path | Encoder, device: str | None) -> Encoder
         return model
     from medcap.encoder import load_encoder
 
-    return load_encoder(str(model), device=device or DEFAULTS.encoder.device)
+    return load_encoder(str(model), device=device, cfg=cfg)
 
 
 def _softmax(scores: NDArray[np.float32], logit_scale: float | None) -> NDArray[np.float64] | None:

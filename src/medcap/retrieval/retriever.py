@@ -3,22 +3,28 @@
 Modes name what comes back: `captions` ranks the indexed captions (image -> text, or
 text -> text), `images` ranks the indexed images (image -> image, or text -> image).
 Results are `medcap.types.Hit` lists, best first (score descending, ties by row; see
-medcap.index.store). Scores are cosine similarities.
+medcap.index.store). Scores are cosine similarities. The encoder may load lazily, on the
+first query, so an index opened for its metadata or filters costs no model load.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from medcap.config import DEFAULTS, SearchMode
+import numpy as np
+from numpy.typing import NDArray
+
+from medcap.config import DEFAULTS, EncoderConfig, SearchMode
 from medcap.errors import InputError
 from medcap.index import IndexDir, open_index
-from medcap.index.manifest import check_fingerprint
-from medcap.types import Hit, Record
+from medcap.index.filters import Filters
+from medcap.index.manifest import Manifest, check_fingerprint
+from medcap.types import Hit, Record, Skipped
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -27,6 +33,25 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 MODES: tuple[str, ...] = ("captions", "images")
+
+
+class QueryEncoder(Protocol):
+    """What a Retriever needs from an encoder (`medcap.encoder.Encoder`, or the cached
+    image tower of `medcap.encoder.image_tower`)."""
+
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> NDArray[np.float32]: ...
+
+    def encode_texts(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+    def encode_cases(
+        self, records: Sequence[Record]
+    ) -> tuple[list[Record], NDArray[np.float32], NDArray[np.float32], list[Skipped]]: ...
 
 
 def _target(mode: str) -> Literal["images", "captions"]:
@@ -43,20 +68,99 @@ def check_text_queries(texts: Sequence[str]) -> None:
             raise InputError(f"text query{which} is empty; give words to search for")
 
 
+def _k(k: int | None) -> int:
+    """`k`, or the default when not given; 0 and negatives are refused (by IndexDir.search)."""
+    return DEFAULTS.retrieval.k if k is None else k
+
+
 class Retriever:
     """Search an index with the encoder that built it.
 
     >>> r = open_retriever("runs/index")
-    >>> r.search_texts(["Axial CT of the chest showing a nodule"], 5)[0][0].image_id
+    >>> r.search(text="Axial CT of the chest showing a nodule", k=5)[0][0].image_id
     """
 
-    def __init__(self, encoder: Encoder, index: IndexDir) -> None:
-        check_fingerprint(index.manifest, encoder.fingerprint, str(index.path))
-        self.encoder = encoder
+    def __init__(
+        self,
+        encoder: QueryEncoder | None,
+        index: IndexDir,
+        *,
+        load_encoder: Callable[[], QueryEncoder] | None = None,
+    ) -> None:
+        if encoder is None and load_encoder is None:
+            raise ValueError("pass an encoder or a load_encoder callable")
+        if encoder is not None:
+            check_fingerprint(index.manifest, encoder.fingerprint, str(index.path))
         self.index = index
+        self._encoder = encoder
+        self._load_encoder = load_encoder
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Retriever(index={str(self.index.path)!r}, encoder={self.encoder.spec!r})"
+        state = "loaded" if self._encoder is not None else "loads on first query"
+        return f"Retriever(index={str(self.index.path)!r}, encoder={self.manifest.spec!r}, {state})"
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The index's manifest (encoder, count, index type, sources, ...)."""
+        return self.index.manifest
+
+    @property
+    def encoder(self) -> QueryEncoder:
+        """The query encoder (loaded now if it was not yet; refused if it is another one)."""
+        with self._lock:
+            if self._encoder is None:
+                assert self._load_encoder is not None
+                encoder = self._load_encoder()
+                check_fingerprint(self.index.manifest, encoder.fingerprint, str(self.index.path))
+                self._encoder = encoder
+            return self._encoder
+
+    def item(self, image_id: str) -> Hit:
+        """The indexed case `image_id` (rank 0, score 0.0)."""
+        return self.index.item(image_id)
+
+    def column(self, name: str) -> list[str]:
+        """Column `name` (`split` or a metadata column) of every case, in row order."""
+        return self.index.column(name)
+
+    def search(
+        self,
+        queries: Any = None,
+        k: int | None = None,
+        *,
+        text: str | Sequence[str] | None = None,
+        mode: SearchMode | None = None,
+        where: Filters | None = None,
+        exclude_ids: Sequence[str | None] | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query: images (`queries`) or texts (`text=`), one list each.
+
+        An image query is a file path (PNG, JPEG, DICOM, ...), a PIL image or a numpy
+        array ((H, W) or (H, W, C)); pass one or a list. `mode` defaults to captions for
+        images and images for texts. `where` keeps only cases whose metadata match, e.g.
+        `{"modality": "CT", "split": ["train"]}`. k defaults to 5; k < 1 is an error.
+
+        >>> hits = index.search("scan.png", k=3, where={"modality": "CT"})[0]
+        >>> hits = index.search(text=["chest CT with a nodule"], mode="images")[0]
+        """
+        from medcap.data.query_images import as_query_list, load_query_image
+
+        if (queries is None) == (text is None):
+            raise InputError("search needs image queries or text=[...], and not both")
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            return self.search_texts(
+                texts, k, mode=mode or DEFAULTS.retrieval.text_mode,
+                exclude_ids=exclude_ids, where=where,
+            )  # fmt: skip
+        images = [load_query_image(q) for q in as_query_list(queries)]
+        return self.search_images(
+            images, k, mode=mode or DEFAULTS.retrieval.mode, exclude_ids=exclude_ids, where=where
+        )
 
     def search_images(
         self,
@@ -65,14 +169,16 @@ class Retriever:
         *,
         mode: SearchMode = DEFAULTS.retrieval.mode,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query image (PIL, any mode): captions or similar cases."""
         target = _target(mode)
         if not images:
             return []
         queries = self.encoder.encode_images(list(images))
-        k = k or DEFAULTS.retrieval.k
-        return self.index.search(queries, k, target=target, exclude_ids=exclude_ids)
+        return self.index.search(
+            queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
+        )
 
     def search_texts(
         self,
@@ -81,6 +187,7 @@ class Retriever:
         *,
         mode: SearchMode = DEFAULTS.retrieval.text_mode,
         exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query text: images (text -> image) or captions (text -> text).
 
@@ -91,8 +198,9 @@ class Retriever:
         if not texts:
             return []
         queries = self.encoder.encode_texts(list(texts))
-        k = k or DEFAULTS.retrieval.k
-        return self.index.search(queries, k, target=target, exclude_ids=exclude_ids)
+        return self.index.search(
+            queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
+        )
 
     def search_records(
         self,
@@ -101,6 +209,7 @@ class Retriever:
         *,
         mode: SearchMode = DEFAULTS.retrieval.mode,
         exclude_self: bool = True,
+        where: Filters | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each record's image; with `exclude_self` its own image_id is dropped.
 
@@ -113,9 +222,7 @@ class Retriever:
         for s in skipped:
             LOG.warning("no search for %s: %s", s.image_id, s.reason)
         exclude = [r.image_id for r in kept] if exclude_self else None
-        found = self.index.search(
-            image_emb, k or DEFAULTS.retrieval.k, target=target, exclude_ids=exclude
-        )
+        found = self.index.search(image_emb, _k(k), target=target, exclude_ids=exclude, where=where)
         by_id = {r.image_id: hits for r, hits in zip(kept, found, strict=True)}
         return [by_id.get(r.image_id, []) for r in records]
 
@@ -137,16 +244,21 @@ def resolve_model(index: IndexDir, model: str | None) -> str:
 
 
 def load_index_encoder(
-    index: IndexDir, model: str | None = None, *, device: str = "auto"
+    index: IndexDir,
+    model: str | None = None,
+    *,
+    device: str | None = "auto",
+    cfg: EncoderConfig | None = None,
 ) -> Encoder:
     """Load the encoder of `index` (or `model`), refused unless its weights built the index.
 
     Every query path loads its encoder here or hands it to `Retriever`, which checks the
-    same way, so no query is ever embedded by an encoder other than the index's.
+    same way, so no query is ever embedded by an encoder other than the index's. `cfg`
+    (batch size, workers, precision) defaults to DEFAULTS.encoder; `device` overrides it.
     """
     from medcap.encoder import load_encoder
 
-    encoder = load_encoder(resolve_model(index, model), device=device)
+    encoder = load_encoder(resolve_model(index, model), device=device, cfg=cfg)
     check_fingerprint(index.manifest, encoder.fingerprint, str(index.path))
     return encoder
 
@@ -173,23 +285,29 @@ def open_retriever(
     model: str | None = None,
     index_device: str | None = None,
     image_tower: bool = False,
+    lazy: bool = False,
     verify: bool | None = None,
 ) -> Retriever:
     """Open an index directory and load its encoder (or `model`); refuses another encoder.
 
     device is the encoder's; index_device the search back-end's (default from config);
-    verify checks the index files' checksums (default IndexConfig.verify). With
-    `image_tower` on the CPU, image queries use the encoder's cached traced image tower
-    (medcap.encoder.image_tower), which starts without importing open_clip; the full
-    encoder then loads only if texts or records are searched (checked like any other),
-    and a missing cache entry is written for next time.
+    verify checks the index files' checksums (default IndexConfig.verify). With `lazy`,
+    the encoder loads at the first query (a missing checkpoint is still reported now).
+    With `image_tower` on the CPU, image queries use the encoder's cached traced image
+    tower (medcap.encoder.image_tower), which starts without importing open_clip; the
+    full encoder then loads only if texts or records are searched (checked like any
+    other), and a missing cache entry is written for next time. Every encoder is loaded
+    by `load_index_encoder`, so each query path is checked against the index.
     """
-    from medcap.devices import resolve_device
-
     index = open_index(index_dir, device=index_device, verify=verify)
 
     def load_full() -> Encoder:
         return load_index_encoder(index, model, device=device)
+
+    if lazy:
+        resolve_model(index, model)  # a moved checkpoint is reported now, not at the first query
+        return Retriever(None, index, load_encoder=load_full)
+    from medcap.devices import resolve_device
 
     if not image_tower or resolve_device(device).type != "cpu":
         return Retriever(load_full(), index)
@@ -197,7 +315,7 @@ def open_retriever(
 
     tower = load_image_tower(index.manifest.fingerprint, load_full)
     if tower is not None and _tower_is_requested(index, model):
-        return Retriever(tower, index)  # type: ignore[arg-type]
+        return Retriever(tower, index)
     encoder = load_full()
     save_image_tower(encoder)
     return Retriever(encoder, index)

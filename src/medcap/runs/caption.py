@@ -23,12 +23,12 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.clock import now_iso
+from medcap.config import DEFAULTS, GenerationConfig, current
 from medcap.errors import InputError
 from medcap.generation.backends.base import CaptionBackend
 from medcap.generation.captioning import (
@@ -37,6 +37,7 @@ from medcap.generation.captioning import (
     build_backend,
     generator_model,
     make_caption_fn,
+    template_of,
 )
 from medcap.generation.prompt import clean_caption
 from medcap.index.manifest import index_fingerprint, read_manifest
@@ -95,7 +96,7 @@ def format_row(record: Record, caption: Caption, split: str) -> list[str]:
         caption.backend,
         caption.model,
         f"{caption.latency_s:.4f}",
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        now_iso(),
         split,
     ]
 
@@ -287,23 +288,27 @@ def caption_split(
 
     out = Path(run.out)
     with output_lock(out):
-        dataset = open_dataset(run.data)
+        dataset = open_dataset(run.data, cfg=current().data)
         if run.split not in dataset.splits():
             raise InputError(
                 f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"
             )
         cfg = _clamp_k(cfg, read_manifest(Path(run.index_dir), verify=False).count)
+        cfg = replace(cfg, template=template_of(cfg))  # the run names the template it used
         identity = run_identity(run, cfg, dataset.fingerprint(), model_id, adapter, limit)
         _check_resumable(out, identity, overwrite=overwrite)
         run_file = run_file_of(out)
         write_json_atomic(
-            run_file, {"identity": identity, "run": asdict(run), "started_at": _now()}
+            run_file, {"identity": identity, "run": asdict(run), "started_at": now_iso()}
         )
         if retriever is None:
             from medcap.retrieval.retriever import open_retriever
 
             searcher: NeighbourSearch = open_retriever(
-                run.index_dir, device=cfg.device, verify=verify
+                run.index_dir,
+                device=cfg.device,
+                index_device=current().index.search_device,
+                verify=verify,
             )
         else:
             searcher = retriever
@@ -327,10 +332,6 @@ def caption_split(
 def run_file_of(out: Path) -> Path:
     """`<out>.run.json`: the run's identity and summary beside its results CSV."""
     return out.with_suffix(".run.json")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _clamp_k(cfg: GenerationConfig, index_count: int) -> GenerationConfig:
@@ -412,7 +413,7 @@ def _write_run_info(
         "elapsed_s": round(summary.elapsed_s, 3),
         "images_per_s": round(summary.images_per_s, 3),
         "skipped": [asdict(s) for s in summary.skipped],
-        "finished_at": _now(),
+        "finished_at": now_iso(),
     }
     write_json_atomic(path, info)
     return path

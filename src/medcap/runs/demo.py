@@ -16,10 +16,10 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, DemoConfig, MedcapConfig, dump_config, replace_set
 from medcap.errors import InputError
 from medcap.types import Caption, Record
@@ -118,7 +118,7 @@ def run_demo(
 
     out = Path(out_dir)
     _prepare_out(out)
-    (out / MARKER).write_text(json.dumps({"started_at": _now(), "n": cfg.n, "seed": cfg.seed}))
+    (out / MARKER).write_text(json.dumps({"started_at": now_iso(), "n": cfg.n, "seed": cfg.seed}))
     dump_config(root, out / "config.json")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -130,8 +130,8 @@ def run_demo(
 
     data_dir = out / "phantoms"
     say(f"[1/7] generating {cfg.n} phantom cases (seed {cfg.seed}) -> {data_dir}")
-    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size)
-    dataset = open_dataset(data_dir)
+    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size, config=root.data)
+    dataset = open_dataset(data_dir, cfg=root.data)
     lap("phantoms")
 
     train_cfg = replace_set(root.train, epochs=cfg.epochs, seed=cfg.seed, max_minutes=None)
@@ -230,7 +230,7 @@ def run_demo(
         examples=examples,
     )
     summary = {
-        "finished_at": _now(),
+        "finished_at": now_iso(),
         "n": cfg.n,
         "seed": cfg.seed,
         "metrics": result.metrics,
@@ -238,7 +238,3 @@ def run_demo(
     }
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return result
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

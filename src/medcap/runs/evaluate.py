@@ -1,8 +1,9 @@
-"""Evaluation runs behind `medcap eval retrieval` and `medcap eval concepts`.
+"""Evaluation runs behind `medcap eval retrieval|captions|concepts`.
 
-Each run opens its inputs, scores them, writes thumbnails for the report's example grid
-and hands a report dict to `medcap.evaluation.report.write_report` (report.json, then
-report.md and PNGs rendered from it).
+Each run opens its inputs (datasets by name, encoders by spec, an index), scores them
+with the library (`medcap.retrieval.evaluate`, `medcap.evaluation`) and returns a report
+dict, or writes it with `medcap.evaluation.report.write_report` (report.json, then
+report.md and PNGs rendered from it) together with thumbnails for its example grid.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from medcap import __version__
-from medcap.config import EvalConfig, RetrievalConfig
+from medcap.clock import now_iso
+from medcap.config import EvalConfig, RetrievalConfig, current
 from medcap.errors import InputError
-from medcap.types import Record
+from medcap.evaluation.report import write_report
+from medcap.retrieval.evaluate import DIRECTIONS
+from medcap.types import Record, Skipped
 
 logger = logging.getLogger(__name__)
 
 _SEARCH_CHUNK = 1024  # query records decoded and searched at a time
 CONCEPT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # the F1-vs-threshold sweep
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def thumbnail_name(image_id: str) -> str:
@@ -57,10 +57,45 @@ def write_thumbnails(
     return written
 
 
-def run_retrieval_evaluation(
+@dataclasses.dataclass
+class RetrievalEvaluation:
+    """Retrieval scores of one or more encoders on one split, as `medcap eval retrieval`
+    reports them; `write` saves report.json, report.md, plots and example thumbnails."""
+
+    report: dict[str, Any]
+    records: Callable[[], Iterable[Record]] = dataclasses.field(repr=False)
+
+    @property
+    def encoders(self) -> list[dict[str, Any]]:
+        """One entry per encoder: spec, label, gallery size, per-direction scores, ranks."""
+        encoders: list[dict[str, Any]] = self.report["encoders"]
+        return encoders
+
+    @property
+    def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """label -> image_to_text | text_to_image -> R@K (fractions), median_rank, mean_rank, n."""
+        return {
+            entry["label"]: {
+                direction: {k: v for k, v in entry[direction].items() if k != "recall_curve"}
+                for direction in DIRECTIONS
+            }
+            for entry in self.encoders
+        }
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the report directory `out_dir`; returns the path of its report.json."""
+        out = Path(out_dir)
+        wanted = {ex["image_id"] for ex in self.report["examples"]}
+        for ex in self.report["examples"]:
+            wanted |= {n["image_id"] for hits in ex["neighbours"].values() for n in hits}
+        px = self.report["config"]["eval"]["thumbnail_px"]
+        thumbs = write_thumbnails(self.records(), wanted, out, px)
+        return write_report({**self.report, "thumbnails": thumbs}, out)
+
+
+def evaluate_retrieval_run(
     data: str | Path,
     models: Sequence[str] | Sequence[Any],
-    out_dir: str | Path,
     *,
     split: str = "test",
     cfg: RetrievalConfig,
@@ -69,18 +104,13 @@ def run_retrieval_evaluation(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = False,
-) -> Path:
-    """Evaluate one or more encoders (specs, or loaded encoders) on a split; write the report.
-
-    Returns the path of report.json.
-    """
+) -> RetrievalEvaluation:
+    """Evaluate one or more encoders (specs, or loaded encoders) on a split of `data`."""
     from medcap.data.readers import open_dataset
-    from medcap.evaluation.report import write_report
     from medcap.retrieval.evaluate import evaluate_retrieval, sample_positions, select_records
 
     start = time.perf_counter()
-    out = Path(out_dir)
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     total = dataset.count(split)
     if total == 0:
         raise InputError(f"split {split!r} of {data} has no usable cases; nothing to evaluate")
@@ -97,16 +127,10 @@ def run_retrieval_evaluation(
         progress=progress,
         batch_size=batch_size,
     )
-    wanted = {ex["image_id"] for ex in body["examples"]}
-    for ex in body["examples"]:
-        wanted |= {n["image_id"] for hits in ex["neighbours"].values() for n in hits}
-    thumbs = write_thumbnails(
-        select_records(dataset.records(split), positions), wanted, out, eval_cfg.thumbnail_px
-    )
     report = {
         "kind": "retrieval",
         "medcap_version": __version__,
-        "created_at": _now(),
+        "created_at": now_iso(),
         "config": {
             "retrieval": dataclasses.asdict(cfg),
             "eval": dataclasses.asdict(eval_cfg),
@@ -124,11 +148,22 @@ def run_retrieval_evaluation(
         },
         "gallery_size": min(e["gallery_size"] for e in body["encoders"]),
         **body,
-        "thumbnails": thumbs,
+        "thumbnails": {},  # filled in by `write`
         "skipped": [dataclasses.asdict(s) for s in dataset.skipped],
         "timings": {"load_models_s": load_s, "total_s": time.perf_counter() - start},
     }
-    return write_report(report, out)
+    return RetrievalEvaluation(report, lambda: select_records(dataset.records(split), positions))
+
+
+def run_retrieval_evaluation(
+    data: str | Path,
+    models: Sequence[str] | Sequence[Any],
+    out_dir: str | Path,
+    **options: Any,
+) -> Path:
+    """Evaluate encoders on a split (see `evaluate_retrieval_run`) and write the report
+    directory; returns the path of report.json."""
+    return evaluate_retrieval_run(data, models, **options).write(out_dir)
 
 
 def _load(model: str | Any, device: str) -> Any:
@@ -156,12 +191,11 @@ def run_concept_evaluation(
     """
     from medcap.data.readers import open_dataset
     from medcap.evaluation.concepts import concept_f1_per_query, predict_concepts, threshold_sweep
-    from medcap.evaluation.report import write_report
     from medcap.retrieval.retriever import open_retriever
 
     start = time.perf_counter()
     retriever = retriever or open_retriever(index_dir, device=device, verify=verify)
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, cfg=current().data)
     k = min(cfg.concept_k, len(retriever.index))
     ids: list[str] = []
     gold: list[tuple[str, ...]] = []
@@ -204,7 +238,7 @@ def run_concept_evaluation(
     report = {
         "kind": "concepts",
         "medcap_version": __version__,
-        "created_at": _now(),
+        "created_at": now_iso(),
         "config": {"eval": dataclasses.asdict(cfg), "k_used": k},
         "index": {
             "path": str(Path(index_dir).resolve()),
@@ -245,3 +279,96 @@ def run_concept_evaluation(
         "timings": {"total_s": time.perf_counter() - start},
     }
     return write_report(report, Path(out_dir))
+
+
+def load_images_by_id(
+    source: str | Path, image_ids: Iterable[str]
+) -> tuple[dict[str, Any], list[Skipped]]:
+    """Decode the images of `image_ids` from a dataset (any split); list the ones not found."""
+    from medcap.data.images import load_image
+    from medcap.data.readers import open_dataset
+    from medcap.errors import ImageDecodeError
+
+    wanted = set(image_ids)
+    dataset = open_dataset(source, cfg=current().data)
+    found: dict[str, Any] = {}
+    skipped: list[Skipped] = []
+    for split in dataset.splits():
+        for record in dataset.records(split):
+            if record.image_id in wanted and record.image_id not in found:
+                try:
+                    found[record.image_id] = load_image(record.image)
+                except ImageDecodeError as exc:
+                    skipped.append(Skipped(str(source), None, record.image_id, str(exc)))
+                    wanted.discard(record.image_id)
+        if len(found) == len(wanted):
+            break
+    for image_id in sorted(wanted - set(found)):
+        skipped.append(Skipped(str(source), None, image_id, "image_id not found in the dataset"))
+    return found, skipped
+
+
+@dataclasses.dataclass
+class CaptionScores:
+    """Caption metrics of a results file, as `medcap eval captions` reports them;
+    `write` saves report.json, report.md and plots."""
+
+    report: dict[str, Any]
+
+    @property
+    def n(self) -> int:
+        """Captions scored (rows with a reference caption)."""
+        return int(self.report["n"])
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Corpus scores by name: BLEU-1..4, METEOR, ROUGE-L, CIDEr (+ BERTScore, CLIPScore)."""
+        metrics: dict[str, float] = self.report["metrics"]
+        return metrics
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Metrics that could not run here, with why."""
+        unavailable: dict[str, str] = self.report["unavailable"]
+        return unavailable
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the report directory `out_dir`; returns the path of its report.json."""
+        return write_report(self.report, Path(out_dir))
+
+
+def run_caption_evaluation(
+    results: str | Path,
+    cfg: EvalConfig,
+    *,
+    model: str | Any | None = None,
+    data: str | Path | None = None,
+    bertscore: bool = True,
+    device: str | None = None,
+) -> CaptionScores:
+    """Score a results file (`medcap caption --out`): BLEU, METEOR, ROUGE-L, CIDEr, ...
+
+    CLIPScore/RefCLIPScore need both `model` (an encoder spec, or a loaded encoder) and
+    `data` (the dataset holding the results' images).
+    """
+    from medcap.evaluation.caption_metrics import evaluate_caption_results, load_caption_results
+
+    encoder: Any = None
+    images: dict[str, Any] | None = None
+    image_skipped: list[Skipped] = []
+    if model is not None or data is not None:
+        if model is None or data is None:
+            raise InputError(
+                "CLIPScore needs both --model (an encoder) and --data (the dataset with the images)"
+            )
+        images, image_skipped = load_images_by_id(data, load_caption_results(results).image_ids)
+        encoder = _load(model, device or current().encoder.device)
+    report = evaluate_caption_results(
+        results,
+        cfg,
+        bertscore=bertscore,
+        clip_encoder=encoder,
+        images=images,
+        image_skipped=image_skipped,
+    )
+    return CaptionScores(report)

@@ -7,20 +7,20 @@ the prompt, its caption as the target) and runs `medcap.train.lora.train_lora`.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.config import DEFAULTS, GenerationConfig, current
 from medcap.errors import InputError
+from medcap.generation.backends.base import backend_class, not_fine_tunable
 from medcap.generation.captioning import (
     RecordSearch,
     build_training_examples,
     generator_model,
+    template_of,
 )
-from medcap.generation.collate import GeneratorKind
 from medcap.index.manifest import index_fingerprint
 from medcap.locking import output_lock
 from medcap.runs.identity import Identity, as_json, read_identity, refuse_difference
@@ -38,21 +38,14 @@ def load_generator(
     from medcap.devices import resolve_device
     from medcap.generation.backends import hf
 
+    backend = backend_class(kind)
+    if not backend.lora_targets:
+        raise InputError(not_fine_tunable(kind))
     hf.require_transformers()
     device = resolve_device(cfg.device)
     dtype = hf.resolve_dtype(cfg.dtype, device)
-    if kind == "qwen2-vl":
-        from medcap.generation.backends.qwen2vl import load_qwen2vl
-
-        model_id = model_id or cfg.qwen2vl_model
-        model, processor = load_qwen2vl(model_id, cfg, device, dtype)
-    elif kind == "blip2-lora":
-        from medcap.generation.backends.blip2_lora import load_blip2
-
-        model_id = model_id or cfg.blip2_model
-        model, processor = load_blip2(model_id, cfg, device, dtype)
-    else:
-        raise InputError(f"cannot fine-tune backend {kind!r}; use --backend blip2-lora or qwen2-vl")
+    model_id = model_id or backend.default_model
+    model, processor = backend.load(model_id, cfg, device, dtype)
     return model, processor, model_id
 
 
@@ -79,19 +72,16 @@ def train_generator(
     """
     from medcap.data.readers import open_dataset
 
-    if cfg.backend not in ("qwen2-vl", "blip2-lora"):
-        raise InputError(
-            f"cannot fine-tune backend {cfg.backend!r}; use --backend blip2-lora or qwen2-vl"
-        )
+    if not backend_class(cfg.backend).lora_targets:
+        raise InputError(not_fine_tunable(cfg.backend))
     out = Path(out_dir)
     with output_lock(out):
-        dataset = open_dataset(data)
+        dataset = open_dataset(data, cfg=current().data)
         if cfg.train_split not in dataset.splits():
             raise InputError(
                 f"{data} has no split {cfg.train_split!r}; it has {', '.join(dataset.splits())}"
             )
-        kind: GeneratorKind = "qwen2-vl" if cfg.backend == "qwen2-vl" else "blip2-lora"
-        identity = _identity(cfg, kind, dataset.fingerprint(), index_dir, model_id, limit)
+        identity = _identity(cfg, dataset.fingerprint(), index_dir, model_id, limit)
         if resume and latest_checkpoint(out) is not None:
             fix = "resume with the same settings, or drop --resume to start over"
             recorded = read_identity(out / IDENTITY_FILE, f"the checkpoints in {out}")
@@ -118,7 +108,7 @@ def train_generator(
             processor,
             examples,
             out_dir,
-            kind=kind,
+            kind=cfg.backend,
             cfg=cfg,
             base_model=model_id,
             resume=resume,
@@ -129,7 +119,6 @@ def train_generator(
 
 def _identity(
     cfg: GenerationConfig,
-    kind: GeneratorKind,
     data_fingerprint: str,
     index_dir: str,
     model_id: str | None,
@@ -141,14 +130,14 @@ def _identity(
             "data_fingerprint": data_fingerprint,
             "split": cfg.train_split,
             "index_fingerprint": index_fingerprint(Path(index_dir)),
-            "backend": kind,
-            "model": generator_model(replace(cfg, backend=kind), model_id),
-            "template": cfg.template,
+            "backend": cfg.backend,
+            "model": generator_model(cfg, model_id),
+            "template": template_of(cfg),
             "k": cfg.k,
             "limit": limit,
             "search_mode": cfg.search_mode,
             "lora": [cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout],
-            "lora_targets": list(lora_targets(kind, cfg)),
+            "lora_targets": list(lora_targets(cfg.backend, cfg)),
             "batch_size": cfg.lora_batch_size,
             "lr": cfg.lora_lr,
             "seed": cfg.lora_seed,

@@ -1,10 +1,11 @@
 """LoRA fine-tuning of a caption generator (BLIP-2 or Qwen2-VL) on retrieval-augmented prompts.
 
 Only the adapter is trained and saved (`adapter_model.safetensors` + `adapter_config.json`,
-whose `target_modules` come from the config, plus `medcap_adapter.json` with the base model,
-template and k). Resumable checkpoints hold the adapter, the optimizer and the RNG state, so
-a resumed run continues exactly where it stopped. Writes `metrics.jsonl` (training loss, lr and
-samples/s per step; validation loss after each epoch) with its TensorBoard mirror `tensorboard/`
+whose `target_modules` are the backend's own unless `GenerationConfig.lora_targets` names
+others, plus `medcap_adapter.json` with the base model, template and k). Resumable
+checkpoints hold the adapter, the optimizer and the RNG state, so a resumed run continues
+exactly where it stopped. Writes `metrics.jsonl` (training loss, lr and samples/s per step;
+validation loss after each epoch) with its TensorBoard mirror `tensorboard/`
 (medcap.train.log), and `loss.png`.
 """
 
@@ -16,14 +17,15 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.generation.adapter import AdapterInfo, write_adapter_info
-from medcap.generation.collate import GeneratorKind, TrainExample, collate, encode_example
+from medcap.generation.backends.base import backend_class, not_fine_tunable
+from medcap.generation.collate import TrainExample, collate, encode_example
 from medcap.train.log import MetricsLog
 
 if TYPE_CHECKING:
@@ -47,12 +49,15 @@ class LoraResult:
     resumed_from: int = 0  # step of the checkpoint the run resumed from (0: fresh)
 
 
-def lora_targets(kind: GeneratorKind, cfg: GenerationConfig) -> tuple[str, ...]:
-    """The module names LoRA wraps for this generator (language-model attention projections)."""
-    return cfg.blip2_lora_targets if kind == "blip2-lora" else cfg.qwen2vl_lora_targets
+def lora_targets(kind: str, cfg: GenerationConfig) -> tuple[str, ...]:
+    """The module names LoRA wraps for backend `kind`: `cfg.lora_targets`, else its own."""
+    targets = cfg.lora_targets or backend_class(kind).lora_targets
+    if not targets:
+        raise InputError(not_fine_tunable(kind))
+    return targets
 
 
-def attach_lora(model: Any, kind: GeneratorKind, cfg: GenerationConfig) -> Any:
+def attach_lora(model: Any, kind: str, cfg: GenerationConfig) -> Any:
     """Wrap `model` with fresh LoRA layers on `lora_targets`; everything else is frozen."""
     from peft import LoraConfig, get_peft_model
 
@@ -85,22 +90,19 @@ def _image_of(example: TrainExample) -> Any:
 class _Batches:
     """Encodes examples for one generator kind and yields collated batches on a device."""
 
-    def __init__(
-        self, kind: GeneratorKind, model: Any, processor: Any, cfg: GenerationConfig
-    ) -> None:
+    def __init__(self, kind: str, model: Any, processor: Any, cfg: GenerationConfig) -> None:
         self.kind, self.processor, self.cfg = kind, processor, cfg
         self.config = model.config
         tokenizer = processor.tokenizer
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
-        self.size = {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
 
     def batch(
         self, examples: Sequence[TrainExample], device: torch.device
     ) -> dict[str, torch.Tensor]:
         items = [
-            encode_example(self.kind, self.processor, self.config, _image_of(e), e, self.size)
+            encode_example(self.kind, self.processor, self.config, _image_of(e), e, self.cfg)
             for e in examples
         ]
         return {k: v.to(device) for k, v in collate(self.kind, items, self.pad_id).items()}
@@ -123,7 +125,7 @@ def evaluate_loss(
     processor: Any,
     examples: Sequence[TrainExample],
     *,
-    kind: GeneratorKind,
+    kind: str,
     cfg: GenerationConfig = DEFAULTS.generation,
 ) -> float:
     """Mean masked caption loss (nats per target token, averaged over batches) in eval mode."""
@@ -227,7 +229,7 @@ def train_lora(
     examples: Sequence[TrainExample],
     out_dir: str | Path,
     *,
-    kind: GeneratorKind,
+    kind: str,
     cfg: GenerationConfig = DEFAULTS.generation,
     base_model: str = "",
     resume: bool = False,
@@ -335,7 +337,7 @@ def train_lora(
             },
             steps=step,
             final_loss=losses[-1] if losses else None,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=now_iso(),
         ),
         out,
     )

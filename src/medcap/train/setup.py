@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from medcap.clock import now_iso
 from medcap.config import DEFAULTS, TrainConfig
 from medcap.devices import resolve_device
 from medcap.encoder.checkpoint import fingerprint_state, read_sidecar, write_checkpoint
@@ -119,9 +119,10 @@ def open_records(data: Any) -> Any:
     """A dataset source (path, hub name) opened, or an already opened Dataset as is."""
     if hasattr(data, "records"):
         return data
+    from medcap.config import current
     from medcap.data.readers import open_dataset
 
-    return open_dataset(data)
+    return open_dataset(data, cfg=current().data)
 
 
 def load_split(dataset: Any, split: str, limit: int | None, run: Run) -> CaseTensors:
@@ -165,7 +166,7 @@ def save_checkpoint(
         "epoch": pos.epoch,
         "metrics": metrics,
         "fingerprint": fingerprint_state(run.built.architecture, state),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_at": now_iso(),
     }
     train_state = (
         pack_train_state(pos, run.optimizer, run.scheduler, run.scaler) if resumable else None

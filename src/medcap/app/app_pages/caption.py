@@ -7,13 +7,13 @@ import dataclasses
 import streamlit as st
 
 from medcap.app import captioning, queries, resources, views
-from medcap.config import DEFAULTS, SearchMode
+from medcap.config import SearchMode, current
 from medcap.errors import MedcapError
-from medcap.generation.backends.base import backend_names
+from medcap.generation.backends.base import backend_class, backend_names
 from medcap.generation.prompt import list_templates
 
-gen = DEFAULTS.generation
-cfg = DEFAULTS.app
+gen = current().generation
+cfg = current().app
 app = resources.require_index()
 st.title("Retrieval-augmented caption")
 
@@ -23,15 +23,21 @@ with st.sidebar:
     backend_name = st.selectbox(
         "Backend", names, index=names.index(gen.backend), key="caption-backend"
     )
+    chosen = backend_class(backend_name)
     model_id, adapter = "", ""
-    if backend_name != "consensus":
-        default_model = gen.qwen2vl_model if backend_name == "qwen2-vl" else gen.blip2_model
-        model_id = st.text_input("Model id or local path", value=default_model, key="caption-model")
+    if chosen.default_model:  # a backend that runs a model
+        model_id = st.text_input(
+            "Model id or local path", value=chosen.default_model, key="caption-model"
+        )
         adapter = st.text_input("LoRA adapter directory (optional)", key="caption-adapter")
     k = st.slider("Neighbours in the prompt", 1, 20, gen.k, key="caption-k")
     templates = list_templates()
+    default_template = gen.template or chosen.default_template
     template = st.selectbox(
-        "Prompt template", templates, index=templates.index(gen.template), key="caption-template"
+        "Prompt template",
+        templates,
+        index=templates.index(default_template) if default_template in templates else 0,
+        key="caption-template",
     )
     modes: list[SearchMode] = ["captions", "images"]
     mode = st.selectbox(

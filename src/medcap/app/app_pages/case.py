@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap.app import queries, resources, views
-from medcap.config import DEFAULTS
+from medcap.config import current
 from medcap.errors import MedcapError
 
-cfg = DEFAULTS.app
+cfg = current().app
 app = resources.require_index()
 cases = app.cases
 
@@ -67,7 +67,7 @@ with text_col:
         query_params={"id": image_id},
     )
 
-k, mode, filters = views.search_settings(app, default_mode=DEFAULTS.retrieval.mode, key="case")
+k, mode, filters = views.search_settings(app, default_mode=current().retrieval.mode, key="case")
 st.subheader("Nearest neighbours")
 try:
     cards = queries.case_neighbours(

@@ -7,7 +7,7 @@ import streamlit as st
 
 from medcap.app import resources
 from medcap.app.summary import summarise_cases
-from medcap.config import DEFAULTS
+from medcap.config import current
 
 
 def _bars(counts: dict[str, int], label: str) -> None:
@@ -18,7 +18,7 @@ def _bars(counts: dict[str, int], label: str) -> None:
 
 
 app = resources.require_index()
-summary = summarise_cases(app.cases, max_values=DEFAULTS.app.filter_max_values)
+summary = summarise_cases(app.cases, max_values=current().app.filter_max_values)
 
 st.title("Dataset")
 st.caption(f"Index `{app.path}`")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap.app import queries, resources, views
-from medcap.config import DEFAULTS
+from medcap.config import current
 from medcap.errors import MedcapError
 
-cfg = DEFAULTS.app
+cfg = current().app
 app = resources.require_index()
 
 st.title("Similar-case search")
@@ -31,7 +31,7 @@ with query_col:
             key="search-text",
         )
 # Images default to image -> caption search, texts to text -> image search (config).
-default_mode = DEFAULTS.retrieval.mode if kind == "Image" else DEFAULTS.retrieval.text_mode
+default_mode = current().retrieval.mode if kind == "Image" else current().retrieval.text_mode
 k, mode, filters = views.search_settings(
     app, default_mode=default_mode, key="search", mode_key=f"search-mode-{kind.lower()}"
 )

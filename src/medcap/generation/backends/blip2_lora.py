@@ -1,8 +1,9 @@
 """BLIP-2 (OPT) backend: the neighbour captions as the text prefix, plus an optional LoRA adapter.
 
 The Q-Former's query tokens stand for the image at the start of the sequence; the rendered
-prompt follows and the language model continues it. Pass a built `model` and `processor`
-(tests use tiny ones) or a model id/path (default `Salesforce/blip2-opt-2.7b`).
+prompt follows and the language model continues it, so its default template is `smallcap`
+(a sentence to continue). Pass a built `model` and `processor` (tests use tiny ones) or a
+model id/path (default `Salesforce/blip2-opt-2.7b`). LoRA wraps OPT's attention projections.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from medcap.config import GenerationConfig
 from medcap.generation.backends import hf
+from medcap.generation.collate import TrainExample, collate_text, target_ids, with_target
 from medcap.generation.prompt import clean_caption
 
 if TYPE_CHECKING:
@@ -21,21 +23,43 @@ if TYPE_CHECKING:
     from medcap.generation.prompt import Prompt
 
 
-def load_blip2(
-    model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
-) -> tuple[Any, Any]:
-    """Load a BLIP-2 model and its processor from a hub id (cache only when offline) or a path."""
-    return hf.load_model_and_processor(
-        "Blip2ForConditionalGeneration", "Blip2Processor", "BLIP-2", model_id, cfg, device, dtype
-    )
-
-
 class Blip2LoraBackend(hf.PretrainedBackend):
     """Captions with BLIP-2 continuing a prompt made of the neighbours' captions."""
 
     name = "blip2-lora"
-    default_model_field = "blip2_model"
-    _load = staticmethod(load_blip2)
+    default_model = "Salesforce/blip2-opt-2.7b"
+    default_template = "smallcap"  # OPT continues text rather than following a chat turn
+    lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj")  # OPT attention
+    model_class = "Blip2ForConditionalGeneration"
+    processor_class = "Blip2Processor"
+    label = "BLIP-2"
+
+    @classmethod
+    def encode_example(
+        cls,
+        processor: Any,
+        model_config: Any,
+        image: Image,
+        example: TrainExample,
+        cfg: GenerationConfig,
+    ) -> dict[str, torch.Tensor]:
+        """Query tokens, the prompt (with BOS, as at inference), then the caption."""
+        import torch
+
+        tokenizer = processor.tokenizer
+        prompt_ids = tokenizer(example.prompt.text)["input_ids"]
+        image_ids = [model_config.image_token_index] * model_config.num_query_tokens
+        prefix = torch.tensor([*image_ids, *prompt_ids])
+        pixels = processor.image_processor(image.convert("RGB"), return_tensors="pt")
+        target = torch.tensor(target_ids(tokenizer, example.target, leading_space=True))
+        return with_target(prefix, target, {"pixel_values": pixels["pixel_values"]})
+
+    @classmethod
+    def collate(
+        cls, items: Sequence[dict[str, torch.Tensor]], pad_id: int
+    ) -> dict[str, torch.Tensor]:
+        """Padded text and pixels (see BaseBackend)."""
+        return collate_text(items, pad_id)
 
     def encode(self, images: Sequence[Image], texts: Sequence[str]) -> dict[str, Any]:
         """Processor inputs (query tokens + left-padded text) on the model's device."""

@@ -1,9 +1,9 @@
 """Nearest-neighbour consensus captioning: return the neighbour caption the others agree with most.
 
 Devlin et al. (2015): among the captions of the retrieved neighbours, pick the one with the
-highest mean similarity to the rest. Similarity is CIDEr-D (n-grams 1-4, tf-idf weights with
-document frequencies counted over the query's own neighbour captions, clipped counts and a
-Gaussian length penalty) or token F1. No language model, deterministic, CPU only.
+highest mean similarity to the rest. Similarity is CIDEr-D (evaluation's implementation, with
+document frequencies counted over the query's own neighbour captions) or token F1. No
+language model, deterministic, CPU only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.errors import InputError
+from medcap.evaluation.coco_metrics import CIDER_SCALE, cider_similarity, cider_vector, ngram_counts
+from medcap.generation.backends.base import BaseBackend
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 SIMILARITIES = ("cider-d", "token-f1")
 _TOKEN = re.compile(r"[a-z0-9]+")
-_CIDER_SIGMA = 6.0  # length-penalty width of CIDEr-D, in tokens
 
 
 def tokenize(text: str) -> list[str]:
@@ -32,44 +33,25 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def _ngrams(tokens: Sequence[str], n_max: int = 4) -> list[Counter[tuple[str, ...]]]:
-    return [
-        Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-        for n in range(1, n_max + 1)
-    ]
-
-
 def cider_d_matrix(captions: Sequence[str]) -> list[list[float]]:
-    """Pairwise CIDEr-D between captions (row = candidate, column = reference), diagonal 0."""
-    tokens = [tokenize(c) for c in captions]
-    grams = [_ngrams(t) for t in tokens]
+    """Pairwise CIDEr-D between captions (row = candidate, column = reference), diagonal 0.
+
+    The CIDEr-D of `medcap.evaluation.coco_metrics`, with the captions themselves as the
+    documents the idf is counted over.
+    """
+    counts = [ngram_counts(tokenize(c)) for c in captions]
     n_docs = len(captions)
     doc_freq: Counter[tuple[str, ...]] = Counter()
-    for per_n in grams:
-        for counter in per_n:
-            doc_freq.update(counter.keys())
+    for grams in counts:
+        doc_freq.update(grams.keys())
     log_docs = math.log(max(1.0, n_docs))
-
-    def vector(counter: Counter[tuple[str, ...]]) -> tuple[dict[tuple[str, ...], float], float]:
-        vec = {g: tf * (log_docs - math.log(max(1.0, doc_freq[g]))) for g, tf in counter.items()}
-        return vec, math.sqrt(sum(v * v for v in vec.values()))
-
-    vectors = [[vector(c) for c in per_n] for per_n in grams]
+    vectors = [cider_vector(grams, doc_freq, log_docs) for grams in counts]
     scores = [[0.0] * n_docs for _ in range(n_docs)]
     for i in range(n_docs):
         for j in range(n_docs):
-            if i == j:
-                continue
-            delta = len(tokens[i]) - len(tokens[j])
-            penalty = math.exp(-(delta**2) / (2 * _CIDER_SIGMA**2))
-            total = 0.0
-            for (cand, cand_norm), (ref, ref_norm) in zip(vectors[i], vectors[j], strict=True):
-                if cand_norm == 0 or ref_norm == 0:
-                    continue
-                # CIDEr-D clips candidate weights at the reference's: repeating words gains nothing.
-                dot = sum(min(w, ref[g]) * ref[g] for g, w in cand.items() if g in ref)
-                total += dot / (cand_norm * ref_norm) * penalty
-            scores[i][j] = 10.0 * total / 4
+            if i != j:
+                per_n = cider_similarity(vectors[i], vectors[j])
+                scores[i][j] = CIDER_SCALE * sum(per_n) / len(per_n)
     return scores
 
 
@@ -105,14 +87,24 @@ def pick_consensus(captions: Sequence[str], similarity: str = "cider-d") -> int:
     return next(i for i, m in enumerate(means) if m >= best - 1e-12)
 
 
-class ConsensusBackend:
+class ConsensusBackend(BaseBackend):
     """The model-free default backend: returns one neighbour caption exactly as written."""
 
     name = "consensus"
 
     def __init__(
-        self, *, cfg: GenerationConfig = DEFAULTS.generation, similarity: str | None = None
+        self,
+        *,
+        cfg: GenerationConfig = DEFAULTS.generation,
+        similarity: str | None = None,
+        model_id: str | None = None,
+        adapter: object | None = None,
     ) -> None:
+        if model_id or adapter:
+            raise InputError(
+                "the consensus backend uses no model; drop --model/--adapter "
+                "or pick --backend qwen2-vl"
+            )
         similarity = similarity or cfg.consensus_similarity
         if similarity not in SIMILARITIES:
             raise InputError(

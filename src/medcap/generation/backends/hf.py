@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from medcap.config import DEFAULTS, GenerationConfig
 from medcap.devices import resolve_device
-from medcap.errors import InputError, MissingExtraError, OfflineFetchError
+from medcap.errors import InputError, MissingExtraError, OfflineFetchError, first_line
 from medcap.generation.adapter import read_adapter_info
+from medcap.generation.backends.base import BaseBackend
+from medcap.offline import is_offline
 
 if TYPE_CHECKING:
     import torch
@@ -73,13 +75,15 @@ def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwar
             f"{what} path {model_id} does not exist; pass an existing directory with --model"
         )
     local = looks_like_path(model_id)
+    if not local and is_offline("models"):  # MEDCAP_OFFLINE too: the local cache only
+        kwargs = {**kwargs, "local_files_only": True}
     try:
         return loader(str(Path(model_id).expanduser()) if local else model_id, **kwargs)
     except (OSError, ValueError) as exc:
         if local:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(
-                f"{what} at {model_id} could not be loaded ({first}); pass a saved model directory"
+                f"{what} at {model_id} could not be loaded ({first_line(exc)}); "
+                "pass a saved model directory"
             ) from None
         if not isinstance(exc, OSError):  # a hub id that was found but is not usable: a real bug
             raise
@@ -202,17 +206,22 @@ def load_model_and_processor(
     return model.to(device), processor
 
 
-class PretrainedBackend:
+class PretrainedBackend(BaseBackend):
     """Set-up shared by the transformers backends: a given or loaded model and processor,
     an optional LoRA adapter, left padding, and a batcher that halves on out-of-memory."""
 
-    name = ""
-    default_model_field = ""  # the GenerationConfig field holding the default model id
+    model_class: ClassVar[str] = ""  # transformers class names `load` uses
+    processor_class: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # how messages name the model family
 
-    def _load(
-        self, model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
+    @classmethod
+    def load(
+        cls, model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
     ) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """Load the model and its processor from a hub id (cache only when offline) or a path."""
+        return load_model_and_processor(
+            cls.model_class, cls.processor_class, cls.label, model_id, cfg, device, dtype
+        )
 
     def __init__(
         self,
@@ -231,10 +240,9 @@ class PretrainedBackend:
         self.cfg = cfg
         info = read_adapter_info(adapter) if adapter else None
         if model is None:
-            default = getattr(cfg, self.default_model_field)
-            model_id = model_id or (info.base_model if info else None) or default
+            model_id = model_id or (info.base_model if info else None) or self.default_model
             device = resolve_device(cfg.device)
-            model, processor = self._load(model_id, cfg, device, resolve_dtype(cfg.dtype, device))
+            model, processor = self.load(model_id, cfg, device, resolve_dtype(cfg.dtype, device))
         self.model = model_id or model_name(model)
         if adapter:
             model = attach_adapter(model, adapter)

@@ -2,7 +2,9 @@
 
 Batched generation with left padding (bf16 on GPU), image size bounded by min/max pixels
 (28x28 pixels per visual token), an optional LoRA adapter, and the prompt tokens cut off
-the output. Pass a built `model` and `processor` (tests use tiny ones) or a model id/path.
+the output. Pass a built `model` and `processor` (tests use tiny ones) or a model id/path
+(default `Qwen/Qwen2-VL-2B-Instruct`). LoRA fine-tuning wraps the language model's
+attention projections; training examples go through the same chat template.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from medcap.config import GenerationConfig
 from medcap.generation.backends import hf
+from medcap.generation.collate import TrainExample, collate_text, pad_items, target_ids, with_target
 from medcap.generation.prompt import clean_caption
 
 if TYPE_CHECKING:
@@ -24,25 +27,68 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def load_qwen2vl(
-    model_id: str, cfg: GenerationConfig, device: torch.device, dtype: torch.dtype
-) -> tuple[Any, Any]:
-    """Load a Qwen2-VL model and its processor from a hub id (cache only when offline) or a path."""
-    return hf.load_model_and_processor(
-        "Qwen2VLForConditionalGeneration", "AutoProcessor", "Qwen2-VL", model_id, cfg, device, dtype
-    )
+def image_size(cfg: GenerationConfig) -> dict[str, int]:
+    """The processor's resize bounds, in pixels (28x28 pixels per visual token)."""
+    return {"shortest_edge": cfg.min_pixels, "longest_edge": cfg.max_pixels}
 
 
 class Qwen2VLBackend(hf.PretrainedBackend):
     """Captions with a Qwen2-VL chat model reading the image and the neighbours' captions."""
 
     name = "qwen2-vl"
-    default_model_field = "qwen2vl_model"
-    _load = staticmethod(load_qwen2vl)
+    default_model = "Qwen/Qwen2-VL-2B-Instruct"
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj")  # language-model attention
+    model_class = "Qwen2VLForConditionalGeneration"
+    processor_class = "AutoProcessor"
+    label = "Qwen2-VL"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._size = {"shortest_edge": self.cfg.min_pixels, "longest_edge": self.cfg.max_pixels}
+        self._size = image_size(self.cfg)
+
+    @classmethod
+    def encode_example(
+        cls,
+        processor: Any,
+        model_config: Any,
+        image: Image,
+        example: TrainExample,
+        cfg: GenerationConfig,
+    ) -> dict[str, torch.Tensor]:
+        """The chat template with its visual tokens, then the caption (see BaseBackend)."""
+        import torch
+
+        chat = processor.apply_chat_template(
+            example.prompt.messages, tokenize=False, add_generation_prompt=True
+        )
+        enc = processor(
+            text=[chat],
+            images=[image.convert("RGB")],
+            return_tensors="pt",
+            images_kwargs={"size": image_size(cfg)},
+        )
+        target = torch.tensor(target_ids(processor.tokenizer, example.target, leading_space=False))
+        mm_types = torch.cat(
+            [enc["mm_token_type_ids"][0], torch.zeros(len(target), dtype=torch.long)]
+        )
+        extra = {
+            "pixel_values": enc["pixel_values"],
+            "image_grid_thw": enc["image_grid_thw"],
+            "mm_token_type_ids": mm_types,
+        }
+        return with_target(enc["input_ids"][0], target, extra)
+
+    @classmethod
+    def collate(
+        cls, items: Sequence[dict[str, torch.Tensor]], pad_id: int
+    ) -> dict[str, torch.Tensor]:
+        """Padded text and pixels, plus each image's patch grid and the token types."""
+        import torch
+
+        batch = collate_text(items, pad_id)
+        batch["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in items])
+        batch["mm_token_type_ids"] = pad_items(items, "mm_token_type_ids", 0)
+        return batch
 
     def chat_text(self, prompt: Prompt) -> str:
         """The prompt rendered through the processor's chat template, ready for generation."""

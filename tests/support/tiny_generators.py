@@ -5,8 +5,8 @@ of transformers' ModelTester) and the tokenizer is a word-level vocabulary learn
 given texts (e.g. phantom captions) plus the prompt templates, with the chat template and
 the image special tokens added. The real processors (`Qwen2VLProcessor`, `Blip2Processor`)
 are built around it, so the backends and LoRA training run exactly as with real checkpoints.
-Tests, `medcap demo` and the GPU speed benchmark (the Qwen2-VL-2B architecture with random
-weights) use these builders.
+Tests and the GPU speed benchmark (the Qwen2-VL-2B architecture with random weights) use
+these builders; they are test support, not part of the installed package.
 """
 
 from __future__ import annotations
