@@ -5,7 +5,8 @@ are ordered by row ascending (the order cases were indexed in). For an exact (fl
 index this holds across the k boundary too: when a tie straddles it, every tied row
 is fetched and the lowest rows win, so results do not depend on FAISS's heap order.
 Searches may be limited to cases whose metadata match a filter (`where=`, see
-medcap.index.filters); those are scored exactly on the stored vectors.
+medcap.index.filters); those are scored exactly on the stored vectors. Damage is caught
+by medcap.index.integrity: files on open, impossible scores on search.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from medcap.checksums import checksum_matches
 from medcap.config import DEFAULTS
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.index.filters import CaseColumns, Filters, scan_rows
+from medcap.index.integrity import check_files, check_scores
 from medcap.index.manifest import (
     EMB_DIR,
     INDEX_FILES,
@@ -33,7 +34,6 @@ from medcap.index.manifest import (
     SKIPPED_NAME,
     TARGETS,
     THUMBS_NAME,
-    UNVERIFIABLE_VERSION,
     Manifest,
     check_fingerprint,
     read_manifest,
@@ -44,9 +44,6 @@ from medcap.index.shards import ShardVectors, read_parquet
 from medcap.types import Hit, Skipped
 
 LOG = logging.getLogger(__name__)
-# Scores are inner products of unit vectors: outside [-1, 1] by more than float rounding
-# (float16 shards re-normalised, float32 sums) they can only come from a damaged file.
-SCORE_EPS = 1e-3
 Target = Literal["images", "captions"]
 
 
@@ -234,7 +231,7 @@ class IndexDir:
         searcher = self.searcher(target)
         fetch = min(n, k + (1 if any(r is not None for r in excluded) else 0) + 1)
         scores, rows = searcher.search(q, fetch)
-        self._check_scores(q, scores, rows, target)
+        check_scores(q, scores, rows, self.manifest.index, self.path / INDEX_FILES[target])
         # Most result lists are full and tie-free: those skip the per-query sort.
         clean = np.all(rows >= 0, axis=1) & np.all(scores[:, :-1] - scores[:, 1:] > TIE_EPS, axis=1)
         rows_list, scores_list = rows.tolist(), scores.tolist()
@@ -252,31 +249,6 @@ class IndexDir:
                 ordered = self._resolve_tie(searcher, q[i], ordered, need, excluded[i])
             results.append(ordered[:need])
         return results
-
-    def _check_scores(
-        self,
-        queries: NDArray[np.float32],
-        scores: NDArray[np.float32],
-        rows: NDArray[np.int64],
-        target: str,
-    ) -> None:
-        """Refuse scores that no stored unit vector can give (a damaged index file).
-
-        |q . v| <= |q| for a unit v: the bound scales with each query's norm, so queries
-        that are not normalised are never mistaken for damage.
-        """
-        info = self.manifest.index
-        if info.type == "ivfpq" and not int(info.params.get("rerank_factor", 0)):
-            return  # PQ codes give approximate scores, which may stray past the bound
-        bound = np.linalg.norm(queries, axis=1, keepdims=True) * (1 + SCORE_EPS) + SCORE_EPS
-        bad = (rows >= 0) & ~(np.abs(scores) <= bound)  # NaN fails the test too
-        if bad.any():
-            raise CorruptArtifactError(
-                f"{self.path / INDEX_FILES[target]} gave a similarity of "
-                f"{float(scores[bad][0]):.4g}, outside [-1, 1] for unit vectors: the index is "
-                "damaged; rebuild it with `medcap index build` (opening it with verification "
-                "names the damaged file)"
-            )
 
     def _search_within(
         self,
@@ -344,37 +316,6 @@ def _check_target(target: str) -> None:
         raise InputError(f"unknown search target {target!r}; valid: {', '.join(TARGETS)}")
 
 
-def _check_files(path: Path, manifest: Manifest, *, verify: bool) -> None:
-    """Every listed file exists with its recorded size; with `verify`, its checksum too."""
-    required = [*INDEX_FILES.values(), ITEMS_NAME]
-    for name in required:
-        if name not in manifest.files:
-            raise CorruptArtifactError(
-                f"{path / 'manifest.json'} does not list {name}; rebuild the index"
-            )
-    for name, size in manifest.files.items():
-        file = path / name
-        if not file.exists():
-            raise CorruptArtifactError(
-                f"{file} is missing; rebuild the index with `medcap index build`"
-            )
-        actual = file.stat().st_size
-        if actual != size:
-            raise CorruptArtifactError(
-                f"{file} is {actual} bytes but the manifest says {size}: the file is truncated "
-                "or was replaced; rebuild the index with `medcap index build`"
-            )
-    if not verify or manifest.format_version == UNVERIFIABLE_VERSION:
-        return
-    for name in manifest.files:
-        recorded = manifest.checksums.get(name)
-        if recorded is None or not checksum_matches(path / name, recorded):
-            raise CorruptArtifactError(
-                f"{path / name} does not match the checksum in {path / 'manifest.json'}: "
-                "the file was altered or damaged; rebuild the index with `medcap index build`"
-            )
-
-
 def open_index(
     path: str | Path,
     *,
@@ -415,7 +356,7 @@ def open_index(
     verify = DEFAULTS.index.verify if verify is None else verify
     manifest = read_manifest(path, verify=verify)
     check_fingerprint(manifest, expected_fingerprint, str(path))
-    _check_files(path, manifest, verify=verify)
+    check_files(path, manifest, verify=verify)
     items = read_parquet(
         path / ITEMS_NAME, columns=["image_id", "caption", "cuis", "split", "image_path", "extra"]
     )
