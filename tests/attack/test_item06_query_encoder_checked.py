@@ -99,3 +99,18 @@ def test_app_caption_and_concepts_refuse_the_replaced_encoder(
     assert not (tmp_path / "captions.csv").exists()
     with pytest.raises(IndexMismatchError):
         run_concept_evaluation(replaced, phantom_dir, tmp_path / "concepts", cfg=DEFAULTS.eval)
+
+
+def test_api_search_checks_the_encoder_it_loads(
+    attack_index: Path, replaced: Path, query_png: Path
+) -> None:
+    import medcap
+
+    other = medcap.open_index(attack_index, model="medcap-tiny")  # lazy: loads at a query
+    with pytest.raises(IndexMismatchError, match="fingerprint"):
+        other.search(text=["CT of the chest"], k=3)
+    with pytest.raises(IndexMismatchError, match="fingerprint"):
+        medcap.open_index(attack_index, model="medcap-tiny").search(query_png, k=3)
+    with pytest.raises(IndexMismatchError, match="fingerprint"):  # weights replaced in place
+        medcap.open_index(replaced).search(query_png, k=3)
+    assert len(medcap.open_index(attack_index).search(query_png, k=3)[0]) == 3
