@@ -33,6 +33,10 @@ class DataConfig:
     cui_column: str = "cui"
     split_column: str = "split"
     info_max_images: int | None = None  # images decoded per split by `data info` (None: all)
+    # Images declaring more pixels (DICOM: rows x columns x frames) are refused from their
+    # header, before decoding; 0: no limit. Pillow's own guard, which medcap leaves alone,
+    # refuses above 2 x PIL.Image.MAX_IMAGE_PIXELS (179 Mpx by default) whatever this says.
+    max_image_pixels: int = 12_000 * 12_000
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,8 @@ class AppConfig:
     # metadata shown on result cards, in this order, when an index has them (else the
     # first few text columns); a case's page always shows all of its metadata
     card_fields: tuple[str, ...] = ("modality", "region", "finding", "location", "view")
+    max_upload_pixels: int = 8192 * 8192  # uploaded images declaring more are refused undecoded
+    max_upload_mb: int = 50  # Streamlit's server.maxUploadSize: bytes per uploaded file, in MB
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def streamlit_command(index_dir: str | Path, cfg: AppConfig) -> list[str]:
         "--server.address", cfg.host,
         "--server.port", str(cfg.port),
         "--server.headless", "true",
+        "--server.maxUploadSize", str(cfg.max_upload_mb),
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",

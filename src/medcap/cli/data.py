@@ -28,13 +28,23 @@ def phantoms(
     image_size: Annotated[
         int | None, typer.Option(help=f"Pixels per side. [default: {_D.phantom_image_size}]")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the data/ folder of a non-empty output folder.")
+    ] = False,
 ) -> None:
     """Generate synthetic radiology cases (deterministic by seed) as Hub-style parquet."""
     from medcap.data.phantoms import build_phantoms, split_counts
 
     cfg = replace_set(_D, phantom_count=n, phantom_seed=seed, phantom_image_size=image_size)
     start = time.perf_counter()
-    build_phantoms(out, cfg.phantom_count, cfg.phantom_seed, cfg.phantom_image_size, config=cfg)
+    build_phantoms(
+        out,
+        cfg.phantom_count,
+        cfg.phantom_seed,
+        cfg.phantom_image_size,
+        config=cfg,
+        overwrite=overwrite,
+    )
     elapsed = time.perf_counter() - start
     counts = split_counts(cfg.phantom_count, cfg.phantom_split_fractions)
     parts = ", ".join(f"{split} {count}" for split, count in counts.items())

@@ -10,7 +10,11 @@ from typing import Any
 
 import torch
 
-from medcap.encoder.checkpoint import read_sidecar
+from medcap.encoder.checkpoint import (
+    FOREIGN_CHECKPOINT_ERRORS,
+    read_sidecar,
+    refused_checkpoint,
+)
 from medcap.encoder.hub import ensure_fetchable, fetch_failed
 from medcap.encoder.spec import (
     HUB_PREFIX,
@@ -113,6 +117,10 @@ def _build_builtin(spec: EncoderSpec, seed: int, probe_timeout_s: float) -> Buil
         ensure_fetchable(spec, probe_timeout_s=probe_timeout_s)
         try:
             model = open_clip.create_model(spec.name, pretrained=spec.tag)
+        except FOREIGN_CHECKPOINT_ERRORS:
+            if Path(spec.tag).is_file():
+                raise refused_checkpoint(spec.tag) from None
+            raise
         except RuntimeError as exc:
             if Path(spec.tag).is_file():
                 raise CorruptArtifactError(
@@ -160,6 +168,8 @@ def _build_checkpoint(spec: EncoderSpec) -> BuiltModel:
     model = model_from_config(architecture["config"])
     try:
         open_clip.load_checkpoint(model, str(spec.path), strict=True, weights_only=True)
+    except FOREIGN_CHECKPOINT_ERRORS:
+        raise refused_checkpoint(spec.path) from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptArtifactError(

@@ -121,17 +121,20 @@ def build_phantoms(
     seed: int,
     image_size: int | None = None,
     config: DataConfig | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write `n` phantoms to `out_dir` in layout (a): `data/{split}-NNNNN-of-NNNNN.parquet`.
 
-    The `data/` folder is replaced atomically; other files in `out_dir` are left alone.
-    Returns `out_dir`.
+    `out_dir` must be new or empty unless `overwrite`; then its `data/` folder is replaced
+    atomically and other files in it are left alone. Returns `out_dir`.
     """
     config = config or DEFAULTS.data
     size = image_size or config.phantom_image_size
     if size < 32:
         raise InputError(f"phantom image size {size} is too small; use at least 32 pixels")
     out = Path(out_dir)
+    _check_writable(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".data.partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -146,12 +149,24 @@ def build_phantoms(
             batch = [next(records) for _ in range(rows)]
             _write_shard(partial / f"{split}-{shard:05d}-of-{shards:05d}.parquet", batch)
     final = out / "data"
-    if final.exists():
-        shutil.rmtree(final)
+    if final.is_symlink() or final.is_file():
+        final.unlink()
+    elif final.exists():
+        shutil.rmtree(final)  # only reached with overwrite (or in a folder that was empty)
     partial.rename(final)
     _write_sidecars(out, n, seed, size, counts)
     log.debug("wrote %d phantoms (seed %d, %d px) to %s", n, seed, size, out)
     return out
+
+
+def _check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse a file, and a non-empty folder unless `overwrite` (it may hold a user's data)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is an existing file, not a folder; pass a new or empty folder")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise InputError(
+            f"{out} is not empty; pass a new or empty folder, or --overwrite to replace its data/"
+        )
 
 
 def _write_shard(path: Path, records: list[Record]) -> None:
