@@ -6,6 +6,7 @@ shows it. Runs write their resolved settings (`dump_config`) next to their outpu
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -37,6 +38,23 @@ class DataConfig:
     # header, before decoding; 0: no limit. Pillow's own guard, which medcap leaves alone,
     # refuses above 2 x PIL.Image.MAX_IMAGE_PIXELS (179 Mpx by default) whatever this says.
     max_image_pixels: int = 12_000 * 12_000
+    encoding: str = "utf-8"  # of CSV/TSV/JSONL tables; utf-8 also reads a byte-order mark
+    allow_outside_paths: bool = False  # image paths in a table may leave the dataset folder
+    # Metadata columns copied from a dataset into records, indexes, reports and answers; any
+    # other column (PatientName, PatientID, ...) is dropped when read. The defaults are the
+    # usual case attributes and the phantoms' ground truth, which the app and reports show.
+    keep_columns: tuple[str, ...] = (
+        "modality", "region", "finding", "location", "side", "level", "size_cm", "severity",
+        "has_arrow", "view", "sequence", "contrast", "color", "image_format",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise InputError(
+                f"unknown text encoding {self.encoding!r}; use e.g. utf-8, latin-1 or cp1252"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
+from medcap.cli.options import (
+    AllowOutsidePathsOption,
+    DtypeOption,
+    EncodingOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+    data_config,
+)
 from medcap.config import DEFAULTS, replace_set
 from medcap.errors import InputError
 
@@ -68,6 +76,8 @@ def command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of text.")
     ] = False,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Caption images from their nearest neighbours' captions (consensus, Qwen2-VL or BLIP-2)."""
     from medcap.generation import captioning
@@ -96,7 +106,13 @@ def command(
             raise InputError("batch mode needs --out results.csv")
         run = caption_run.BatchRun(data=data, split=cfg.split, index_dir=str(index), out=str(out))
         summary = caption_run.caption_split(
-            run, cfg, model_id=model, adapter=adapter, limit=limit, overwrite=overwrite
+            run,
+            cfg,
+            model_id=model,
+            adapter=adapter,
+            limit=limit,
+            overwrite=overwrite,
+            data_config=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
         )
         typer.echo(
             f"{out}: {summary.written} captions written, {summary.resumed} already there, "

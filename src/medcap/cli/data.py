@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import AllowOutsidePathsOption, EncodingOption, data_config
 from medcap.config import DEFAULTS, replace_set
 
 app = typer.Typer(help="Datasets: generate phantoms, summarise a dataset.", no_args_is_help=True)
@@ -71,12 +72,17 @@ def info(
     image_column: Annotated[str | None, typer.Option(help=f"[default: {_D.image_column}]")] = None,
     cui_column: Annotated[str | None, typer.Option(help=f"[default: {_D.cui_column}]")] = None,
     split_column: Annotated[str | None, typer.Option(help=f"[default: {_D.split_column}]")] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Summarise a dataset: cases, caption length, image sizes/modes, CUIs, skipped items."""
     from medcap.data.info import summarise_dataset
     from medcap.data.readers import open_dataset
 
-    cfg = replace_set(_D, info_max_images=max_images)
+    cfg = replace_set(
+        data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
+        info_max_images=max_images,
+    )
     dataset = open_dataset(
         source,
         id_column=id_column,
@@ -84,6 +90,7 @@ def info(
         image_column=image_column,
         cui_column=cui_column,
         split_column=split_column,
+        config=cfg,
     )
     summary = summarise_dataset(dataset, max_images=cfg.info_max_images)
     if as_json:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import AllowOutsidePathsOption, EncodingOption, data_config
 from medcap.config import DEFAULTS, replace_set
 
 app = typer.Typer(
@@ -93,6 +94,8 @@ def retrieval(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Image->text and text->image Recall@K, median and mean rank of one or more encoders."""
     from medcap.evaluation.report import load_report
@@ -119,6 +122,7 @@ def retrieval(
         device=device or DEFAULTS.encoder.device,
         batch_size=batch_size,
         progress=sys.stderr.isatty(),
+        data_config=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     report = load_report(path)
     typer.echo(retrieval_table(report["encoders"], cfg.recall_ks))
@@ -157,6 +161,8 @@ def captions(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (COCO definitions), BERTScore, CLIPScore."""
     from medcap.errors import InputError
@@ -178,7 +184,8 @@ def captions(
         from medcap.evaluation.clipscore import load_images_by_id
 
         ids = load_caption_results(results).image_ids
-        images, image_skipped = load_images_by_id(data, ids)
+        reading = data_config(allow_outside_paths=allow_outside_paths, encoding=encoding)
+        images, image_skipped = load_images_by_id(data, ids, reading)
         encoder = load_encoder(model, device=device or DEFAULTS.encoder.device)
     report = evaluate_caption_results(
         results,
@@ -233,6 +240,8 @@ def concepts(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Concept (CUI) detection by neighbour voting; sample-averaged F1 as ImageCLEFmedical."""
     from medcap.evaluation.report import load_report
@@ -247,6 +256,7 @@ def concepts(
         split=split or _EVAL.split,
         cfg=cfg,
         device=device or DEFAULTS.encoder.device,
+        data_config=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     report = load_report(path)
     typer.echo(

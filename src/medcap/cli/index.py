@@ -10,7 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS, replace_set
+from medcap.cli.options import (
+    AllowOutsidePathsOption,
+    EncodingOption,
+    KeepColumnsOption,
+    data_config,
+)
+from medcap.config import DEFAULTS, DataConfig, replace_set
 
 app = typer.Typer(
     help="Index directories: build one from a dataset split, show it, add cases, merge parts.",
@@ -38,11 +44,11 @@ def _thumbnailer(size: int) -> Any:
     return thumbnailer(size)
 
 
-def _open_split(data: str, split: str) -> Any:
+def _open_split(data: str, split: str, config: DataConfig) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, config=config)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
@@ -96,6 +102,9 @@ def build(
             help="i/n: index only part i of n (one per machine), then `medcap index merge`.",
         ),
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
+    keep_columns: KeepColumnsOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.encoder import load_encoder
@@ -116,7 +125,10 @@ def build(
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
-    dataset = _open_split(data, cfg.split)
+    reading = data_config(
+        allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
+    )
+    dataset = _open_split(data, cfg.split, reading)
     encoder = load_encoder(
         model or DEFAULTS.encoder.model, device=device or DEFAULTS.encoder.device
     )
@@ -135,6 +147,7 @@ def build(
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
         part=shard or "",
+        kept_columns=reading.keep_columns,
     )
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
@@ -146,6 +159,16 @@ def build(
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
     if m.skipped_count:
         typer.echo(f"skipped {m.skipped_count} cases (listed in {out / 'skipped.jsonl'})")
+    _note_dropped(dataset)
+
+
+def _note_dropped(dataset: Any) -> None:
+    """Say which metadata columns were left out of the index (names only, never values)."""
+    if dataset.dropped_columns:
+        typer.echo(
+            f"not stored: columns {', '.join(sorted(dataset.dropped_columns))} "
+            "(not in --keep-columns)"
+        )
 
 
 def _check_index_type(value: str) -> None:
@@ -213,6 +236,9 @@ def add(
     device: Annotated[
         str | None, typer.Option(help=f"Encoder device. (default: {DEFAULTS.encoder.device})")
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
+    keep_columns: KeepColumnsOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
     from medcap.encoder import load_encoder
@@ -220,8 +246,11 @@ def add(
     from medcap.retrieval.retriever import resolve_model
 
     cfg = replace_set(_IDX, split=split, batch_size=batch_size)
+    reading = data_config(
+        allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
+    )
     existing = open_index(index_dir)
-    dataset = _open_split(data, cfg.split)
+    dataset = _open_split(data, cfg.split, reading)
     encoder = load_encoder(resolve_model(existing, model), device=device or DEFAULTS.encoder.device)
     index, added = add_to_index(
         index_dir,
@@ -235,10 +264,12 @@ def add(
         total=_total(dataset, cfg.split),
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
+        kept_columns=reading.keep_columns,
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
     )
+    _note_dropped(dataset)
 
 
 @app.command("merge")

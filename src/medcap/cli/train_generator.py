@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from medcap.cli.options import DtypeOption, GenerationDeviceOption, NeighboursOption, TemplateOption
+from medcap.cli.options import (
+    AllowOutsidePathsOption,
+    DtypeOption,
+    EncodingOption,
+    GenerationDeviceOption,
+    NeighboursOption,
+    TemplateOption,
+    data_config,
+)
 from medcap.config import DEFAULTS, replace_set
 
 G = DEFAULTS.generation
@@ -59,6 +67,8 @@ def generator(
     resume: Annotated[
         bool, typer.Option(help="Continue from the newest checkpoint in --out.")
     ] = False,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
     from medcap.generation.captioning import resolve_settings
@@ -85,7 +95,16 @@ def generator(
         else:
             cfg = dataclasses.replace(cfg, qwen2vl_lora_targets=names)
     cfg = resolve_settings(cfg, None, template=template)
-    result = train_generator(data, str(index), out, cfg, model_id=model, resume=resume, limit=limit)
+    result = train_generator(
+        data,
+        str(index),
+        out,
+        cfg,
+        model_id=model,
+        resume=resume,
+        limit=limit,
+        data_config=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
+    )
     first = f"{result.losses[0]:.4f}" if result.losses else "-"
     last = f"{result.losses[-1]:.4f}" if result.losses else "-"
     typer.echo(

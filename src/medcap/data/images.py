@@ -11,6 +11,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -246,9 +247,9 @@ def _is_multi(value: object) -> bool:
     return isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
 
 
-def _as_int(value: object) -> int:
+def _as_int(value: Any) -> int:
     """A DICOM count (Rows, NumberOfFrames, ...) as an int; missing or odd values count as 1."""
     try:
-        return max(1, int(value))  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return max(1, int(value))
+    except (TypeError, ValueError, OverflowError):
         return 1

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medcap.config import DEFAULTS
+from medcap.config import DataConfig
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -27,6 +27,7 @@ from medcap.data.dataset import (
     order_splits,
     parse_cuis,
 )
+from medcap.data.paths import ImagePaths
 from medcap.data.table_reader import missing_column, read_cui_mapping
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.types import ImageRef
@@ -59,15 +60,18 @@ class ParquetDataset(Dataset):
         *,
         name: str | None = None,
         columns: Columns = DEFAULT_COLUMNS,
+        config: DataConfig | None = None,
     ) -> None:
         self.root = Path(root)
-        super().__init__(name or str(root))
+        super().__init__(name or str(root), config)
         files = find_parquet_files(self.root)
         if not files:
             raise InputError(
                 f"no parquet files found in {self.root}; expected data/{{split}}-*.parquet"
             )
-        cfg = DEFAULTS.data
+        cfg = self.config
+        folder = self.root if self.root.is_dir() else self.root.parent
+        self._paths = ImagePaths(folder, allow_outside=cfg.allow_outside_paths)
         self._files = files
         self._schemas = {path: _read_schema(path) for path in files}
         self._split_column = columns.split or cfg.split_column
@@ -108,7 +112,7 @@ class ParquetDataset(Dataset):
 
     def cui_names(self) -> dict[str, str]:
         mapping = self.root / "cui_mapping.csv"
-        return read_cui_mapping(mapping) if mapping.is_file() else {}
+        return read_cui_mapping(mapping, self.config.encoding) if mapping.is_file() else {}
 
     # --- reading -----------------------------------------------------------------------
 
@@ -164,7 +168,9 @@ class ParquetDataset(Dataset):
         with_images: bool,
     ) -> RawRow:
         base = self.root if self.root.is_dir() else path.parent
-        image = _image_ref(data[self._image_col][i], base) if with_images else None
+        image, problem = (
+            _image_ref(data[self._image_col][i], base, self._paths) if with_images else (None, None)
+        )
         image_id = data[self._id_col][i] if self._id_col in data else None
         if image_id is None:  # no id column: the stored file name, else file:row
             stored = image.path if image is not None else None
@@ -178,6 +184,7 @@ class ParquetDataset(Dataset):
             cuis=cuis,
             image=image,
             extra={name: data[name][i] for name in extra_cols},
+            problem=problem,
         )
 
     # --- schema checks -----------------------------------------------------------------
@@ -225,22 +232,22 @@ def _read_schema(path: Path) -> pa.Schema:
         ) from None
 
 
-def _image_ref(value: Any, base: Path) -> ImageRef | None:
-    """An `image` cell as {bytes, path}, raw bytes, or a path string -> ImageRef."""
+def _image_ref(value: Any, base: Path, paths: ImagePaths) -> tuple[ImageRef | None, str | None]:
+    """An `image` cell as {bytes, path}, raw bytes, or a path string -> (ImageRef, problem).
+
+    A path is read only when there are no bytes, and only inside the dataset folder.
+    """
     if value is None:
-        return None
+        return None, None
     if isinstance(value, dict):
         data, stored = value.get("bytes"), value.get("path")
         if data:
-            return ImageRef(path=stored, data=data)
-        if stored:
-            return ImageRef(path=_resolve(stored, base))
-        return None
-    if isinstance(value, bytes | bytearray):
-        return ImageRef(data=bytes(value))
-    return ImageRef(path=_resolve(str(value), base))
-
-
-def _resolve(stored: str, base: Path) -> str:
-    path = Path(stored)
-    return str(path if path.is_absolute() else base / path)
+            return ImageRef(path=stored, data=data), None  # the path only names the bytes
+        if not stored:
+            return None, None
+    elif isinstance(value, bytes | bytearray):
+        return ImageRef(data=bytes(value)), None
+    else:
+        stored = str(value)
+    path, problem = paths.resolve(str(stored), base)
+    return (ImageRef(path=str(path)), None) if path is not None else (None, problem)

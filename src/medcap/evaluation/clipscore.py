@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from medcap.config import DataConfig
 from medcap.types import Skipped
 
 
@@ -93,7 +94,7 @@ def _batched(fn: Any, items: Sequence[Any], batch_size: int) -> NDArray[np.float
 
 
 def load_images_by_id(
-    source: str | Path, image_ids: Iterable[str]
+    source: str | Path, image_ids: Iterable[str], data_config: DataConfig | None = None
 ) -> tuple[dict[str, Any], list[Skipped]]:
     """Decode the images of `image_ids` from a dataset (any split); list the ones not found."""
     from medcap.data.images import load_image
@@ -101,7 +102,7 @@ def load_images_by_id(
     from medcap.errors import ImageDecodeError
 
     wanted = set(image_ids)
-    dataset = open_dataset(source)
+    dataset = open_dataset(source, config=data_config)
     found: dict[str, Any] = {}
     skipped: list[Skipped] = []
     for split in dataset.splits():

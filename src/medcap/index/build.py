@@ -225,6 +225,7 @@ def build_index(
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
     part: str = "",
+    kept_columns: Sequence[str] | None = None,
 ) -> IndexDir:
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
@@ -232,7 +233,8 @@ def build_index(
     interrupted build from its finished shards. `source_skipped` (e.g. a dataset's
     `.skipped` list, read after iteration) is added to the skipped list. `part` "i/n"
     indexes every n-th shard-sized chunk from the i-th: a searchable index of its own,
-    which `merge_parts` joins with the other parts.
+    which `merge_parts` joins with the other parts. `kept_columns` (the reader's
+    `DataConfig.keep_columns`) is recorded in the manifest.
 
     >>> enc = load_encoder("medcap-tiny")
     >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
@@ -294,7 +296,16 @@ def build_index(
         dim=dim,
         count=count,
         index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso()),),
+        sources=(
+            SourceInfo(
+                dataset_name,
+                dataset_fingerprint,
+                split,
+                count,
+                now_iso(),
+                None if kept_columns is None else tuple(kept_columns),
+            ),
+        ),
         shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
         files=file_sizes(work),
         skipped_count=len(skipped),
@@ -330,6 +341,7 @@ def add_to_index(
     total: int | None = None,
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
+    kept_columns: Sequence[str] | None = None,
 ) -> tuple[IndexDir, int]:
     """Append new cases to an index built with the same encoder; returns (index, added).
 
@@ -376,7 +388,14 @@ def add_to_index(
             count=m.count + added,
             sources=(
                 *m.sources,
-                SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso()),
+                SourceInfo(
+                    dataset_name,
+                    dataset_fingerprint,
+                    split,
+                    added,
+                    now_iso(),
+                    None if kept_columns is None else tuple(kept_columns),
+                ),
             ),
             shards=tuple(ShardInfo(n, c) for n, c in _shard_counts(emb_dir, names)),
             files=file_sizes(work),

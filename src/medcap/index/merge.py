@@ -152,7 +152,16 @@ def _merge_into(work: Path, parts: Sequence[IndexDir], cfg: IndexConfig) -> Mani
         dim=first.dim,
         count=total,
         index=IndexInfo(plan.type, plan.factory, dict(plan.params), plan.reason, plan.requested),
-        sources=(SourceInfo(source.dataset, source.fingerprint, source.split, total, now_iso()),),
+        sources=(
+            SourceInfo(
+                source.dataset,
+                source.fingerprint,
+                source.split,
+                total,
+                now_iso(),
+                source.kept_columns,
+            ),
+        ),
         shards=tuple(ShardInfo(n, c) for n, c in zip(names, counts, strict=True)),
         files=file_sizes(work),
         skipped_count=len(skipped_all),

@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.config import DEFAULTS, DataConfig, GenerationConfig
 from medcap.errors import InputError
 from medcap.generation.backends.base import CaptionBackend
 from medcap.generation.captioning import (
@@ -256,11 +256,12 @@ def caption_split(
     progress: bool = True,
     retriever: NeighbourSearch | None = None,
     backend: CaptionBackend | None = None,
+    data_config: DataConfig | None = None,
 ) -> RunSummary:
     """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`."""
     from medcap.data.readers import open_dataset
 
-    dataset = open_dataset(run.data)
+    dataset = open_dataset(run.data, config=data_config)
     if run.split not in dataset.splits():
         raise InputError(
             f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import __version__
-from medcap.config import EvalConfig, RetrievalConfig
+from medcap.config import DEFAULTS, DataConfig, EvalConfig, RetrievalConfig
 from medcap.errors import InputError
 from medcap.types import Record
 
@@ -69,10 +69,12 @@ def run_retrieval_evaluation(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = False,
+    data_config: DataConfig | None = None,
 ) -> Path:
     """Evaluate one or more encoders (specs, or loaded encoders) on a split; write the report.
 
-    Returns the path of report.json.
+    Returns the path of report.json. A `group_by` column is read even when it is not in
+    `data_config.keep_columns`: naming it keeps it.
     """
     from medcap.data.readers import open_dataset
     from medcap.evaluation.report import write_report
@@ -80,7 +82,12 @@ def run_retrieval_evaluation(
 
     start = time.perf_counter()
     out = Path(out_dir)
-    dataset = open_dataset(data)
+    data_config = data_config or DEFAULTS.data
+    if group_by and group_by not in data_config.keep_columns:
+        data_config = dataclasses.replace(
+            data_config, keep_columns=(*data_config.keep_columns, group_by)
+        )
+    dataset = open_dataset(data, config=data_config)
     total = dataset.count(split)
     if total == 0:
         raise InputError(f"split {split!r} of {data} has no usable cases; nothing to evaluate")
@@ -148,6 +155,7 @@ def run_concept_evaluation(
     cfg: EvalConfig,
     device: str = "auto",
     retriever: Any | None = None,
+    data_config: DataConfig | None = None,
 ) -> Path:
     """Predict each query's CUIs from its index neighbours (self excluded) and score F1."""
     from medcap.data.readers import open_dataset
@@ -157,7 +165,7 @@ def run_concept_evaluation(
 
     start = time.perf_counter()
     retriever = retriever or open_retriever(index_dir, device=device)
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, config=data_config)
     k = min(cfg.concept_k, len(retriever.index))
     ids: list[str] = []
     gold: list[tuple[str, ...]] = []

@@ -10,7 +10,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from medcap.config import DEFAULTS, GenerationConfig
+from medcap.config import DEFAULTS, DataConfig, GenerationConfig
 from medcap.errors import InputError
 from medcap.generation.captioning import RecordSearch, build_training_examples
 from medcap.generation.collate import GeneratorKind
@@ -53,6 +53,7 @@ def train_generator(
     limit: int | None = None,
     progress: bool = True,
     retriever: RecordSearch | None = None,
+    data_config: DataConfig | None = None,
 ) -> LoraResult:
     """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`."""
     from medcap.data.readers import open_dataset
@@ -61,7 +62,7 @@ def train_generator(
         raise InputError(
             f"cannot fine-tune backend {cfg.backend!r}; use --backend blip2-lora or qwen2-vl"
         )
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, config=data_config)
     if cfg.train_split not in dataset.splits():
         raise InputError(
             f"{data} has no split {cfg.train_split!r}; it has {', '.join(dataset.splits())}"
