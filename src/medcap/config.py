@@ -233,6 +233,7 @@ class AppConfig:
     card_fields: tuple[str, ...] = ("modality", "region", "finding", "location", "view")
     max_upload_pixels: int = 8192 * 8192  # uploaded images declaring more are refused undecoded
     max_upload_mb: int = 50  # Streamlit's server.maxUploadSize: bytes per uploaded file, in MB
+    max_report_mb: float = 20.0  # report.json / report.md / plot files the Benchmarks page reads
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,14 @@ def check_index_dir(index_dir: str | Path) -> Path:
     return path.resolve()
 
 
+def check_report_dir(folder: str | Path) -> Path:
+    """A `--reports` folder, resolved; InputError when it is not a directory."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise InputError(f"report folder {path} is not a directory; pass --reports DIR")
+    return path.resolve()
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise InputError when `host:port` cannot be bound (in use, or not a local address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -51,8 +59,14 @@ def app_url(cfg: AppConfig) -> str:
     return f"http://{host}:{cfg.port}"
 
 
-def streamlit_command(index_dir: str | Path, cfg: AppConfig) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`."""
+def streamlit_command(
+    index_dir: str | Path, cfg: AppConfig, reports: Sequence[str | Path] = ()
+) -> list[str]:
+    """The `streamlit run` command line that serves the browser over `index_dir`.
+
+    `reports` are the folders whose report.json files the Benchmarks page may open
+    (none given: the index directory).
+    """
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
@@ -65,6 +79,7 @@ def streamlit_command(index_dir: str | Path, cfg: AppConfig) -> list[str]:
         "--theme.base", "light",
         "--",
         "--index", str(index_dir),
+        *[arg for folder in reports for arg in ("--reports", str(folder))],
     ]  # fmt: skip
 
 
@@ -73,14 +88,16 @@ class AppArgs:
     """What the entry script receives after `--` on the `streamlit run` line."""
 
     index: Path | None = None
+    reports: tuple[Path, ...] = ()  # folders the Benchmarks page may read reports from
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR` from the script's arguments; anything else is ignored."""
+    """Read `--index DIR` and `--reports DIR...` from the script's arguments; ignore the rest."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--reports", type=Path, action="append", default=[])
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index)
+    return AppArgs(index=known.index, reports=tuple(known.reports))
 
 
 def run_server(command: list[str]) -> int:
