@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -100,26 +102,61 @@ def parse_app_args(argv: Sequence[str]) -> AppArgs:
     return AppArgs(index=known.index, reports=tuple(known.reports))
 
 
-def run_server(command: list[str]) -> int:
-    """Run the server until it exits; Ctrl-C stops it cleanly. Returns its exit code."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _StopRequested(Exception):
+    """Raised by the signal handler of `run_server` (out of the blocking wait)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _StopRequested(signum)
+
+
+def run_server(command: list[str], stop_timeout_s: float = 10.0) -> int:
+    """Run the server until it exits or this process gets SIGINT, SIGTERM or SIGHUP.
+
+    The server runs in its own process group; a stop signal ends the whole group (SIGTERM,
+    then SIGKILL after `stop_timeout_s`), so no child keeps the port. Handlers are set
+    whatever this process inherited: a shell starts a background job with SIGINT ignored,
+    and an ignored signal would stay ignored in the server too (handled ones reset to
+    default on exec). Returns the server's exit code, or 128 + the signal number.
+    """
     if importlib.util.find_spec("streamlit") is None:
         raise MissingExtraError("streamlit", "app")
-    proc = subprocess.Popen(command)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        proc = subprocess.Popen(command, start_new_session=True)
         return proc.wait()
-    except KeyboardInterrupt:
-        # A terminal sends SIGINT to the whole foreground group; forward it anyway in
-        # case only this process was signalled, then escalate if the server hangs.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    except _StopRequested as stop:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop_process_group(proc, stop_timeout_s)
+        return 128 + stop.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the process group `proc` leads, then SIGKILL it if `proc` outlives `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, None)):
         try:
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # the group is gone
+        try:
+            proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            log.warning("server did not stop after Ctrl-C; terminating it")
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return 130
+            log.warning("server did not stop within %.0f s; killing it", timeout_s)
+            continue
+        if sig == signal.SIGTERM:  # also end whatever the server left in its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        break
