@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcap.config import DEFAULTS
-from medcap.errors import ImageDecodeError, ImageTooLargeError
+from medcap.errors import ImageDecodeError, ImageTooLargeError, one_line
 from medcap.types import ImageRef
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,14 @@ def load_image(
             "pixels; refused before decoding (downscale it)"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         raise ImageDecodeError(
             f"cannot decode image {name}: {reason}; replace or remove the file"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad image, not a crash
         raise ImageDecodeError(
-            f"cannot decode image {name}: {type(exc).__name__}: {exc}; replace or remove the file"
+            f"cannot decode image {name}: {type(exc).__name__}: {one_line(exc)}; "
+            "replace or remove the file"
         ) from None
 
 

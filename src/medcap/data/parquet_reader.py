@@ -29,13 +29,16 @@ from medcap.data.dataset import (
 )
 from medcap.data.paths import ImagePaths
 from medcap.data.table_reader import missing_column, read_cui_mapping
-from medcap.errors import CorruptArtifactError, InputError
+from medcap.errors import CorruptArtifactError, InputError, one_line
 from medcap.types import ImageRef
 
 _BATCH_ROWS = 64
 _FOOTER_BYTES = 1 << 16  # the tail of a shard, where parquet keeps its metadata
 _SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
 _MIXED = "*"  # files without a split in their name: split comes from the split column
+# What pyarrow raises on a damaged file: I/O and Arrow errors, and UnicodeDecodeError (a
+# ValueError) for names or string cells that are not UTF-8.
+_READ_ERRORS = (OSError, pa.ArrowException, ValueError)
 
 
 def find_parquet_files(root: Path) -> list[Path]:
@@ -88,10 +91,17 @@ class ParquetDataset(Dataset):
             names: set[str] = set()
             for path, split in self._file_splits.items():
                 if split == _MIXED:
-                    column = pq.read_table(path, columns=[self._split_column]).column(0)
-                    names.update(
-                        normalise_split(str(v)) for v in column.to_pylist() if v is not None
-                    )
+                    try:
+                        values = pq.read_table(path, columns=[self._split_column]).column(0)
+                        found = [
+                            normalise_split(str(v)) for v in values.to_pylist() if v is not None
+                        ]
+                    except _READ_ERRORS as exc:
+                        raise CorruptArtifactError(
+                            f"cannot read parquet file {path}: {one_line(exc)}; "
+                            "re-download or rebuild it"
+                        ) from None
+                    names.update(found)
                 else:
                     names.add(split)
             self._splits = order_splits(names)
@@ -152,9 +162,10 @@ class ParquetDataset(Dataset):
                         continue
                     yield self._make_row(path, source, row, data, i, extra_cols, with_images)
                     row += 1
-        except (OSError, pa.ArrowException) as exc:
+        except _READ_ERRORS as exc:
             raise CorruptArtifactError(
-                f"cannot read parquet file {path} at row {row}: {exc}; re-download or rebuild it"
+                f"cannot read parquet file {path} at row {row}: {one_line(exc)}; "
+                "re-download or rebuild it"
             ) from None
 
     def _make_row(
@@ -226,9 +237,9 @@ def _split_from_name(path: Path) -> str | None:
 def _read_schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
+    except _READ_ERRORS as exc:
         raise CorruptArtifactError(
-            f"cannot read parquet file {path}: {exc}; re-download or rebuild it"
+            f"cannot read parquet file {path}: {one_line(exc)}; re-download or rebuild it"
         ) from None
 
 

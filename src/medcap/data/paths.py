@@ -32,6 +32,8 @@ class ImagePaths:
         Relative paths are joined to `base` (default: the dataset folder).
         """
         text = stored.strip()
+        if "\0" in text:
+            return None, f"image path {text!r} holds a NUL byte; no file has such a name"
         if _URL.match(text):
             return None, f"image path {text!r} is a URL; medcap reads local files only"
         path = Path(text)

@@ -139,7 +139,7 @@ def pick_column(
 
 def missing_column(source: Path, column: str, what: str, columns: Sequence[str]) -> InputError:
     """The one-line error for a missing column: file, column, columns present, the fix."""
-    present = ", ".join(columns) if columns else "none"
+    present = ", ".join(c if c.isprintable() else repr(c) for c in columns) or "none"
     flag = {"CUI": "cui", "id": "id"}.get(what, what)
     return InputError(
         f"{source}: missing {what} column '{column}'; columns present: {present}; "
