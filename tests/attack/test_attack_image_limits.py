@@ -14,7 +14,7 @@ from PIL import Image
 
 from medcap.app import launch
 from medcap.config import DEFAULTS
-from medcap.errors import ImageTooLargeError
+from medcap.errors import ImageDecodeError
 from medcap.types import ImageRef
 from tests.app.conftest import AppFactory
 from tests.attack.conftest import write_blank_png
@@ -66,7 +66,7 @@ def test_item03_limit_from_config_refuses_before_decoding(tmp_path: Path) -> Non
     from medcap.data.images import load_image
 
     png = write_blank_png(tmp_path / "wide.png", 3000, 2000)
-    with pytest.raises(ImageTooLargeError, match=r"wide.png is 3000x2000 \(6,000,000 pixels\)"):
+    with pytest.raises(ImageDecodeError, match=r"wide.png is 3000x2000 \(6,000,000 pixels\)"):
         load_image(png, max_pixels=5_000_000)
     assert load_image(png, max_pixels=6_000_000).size == (3000, 2000)
     assert DEFAULTS.data.max_image_pixels >= 10_000 * 10_000  # large scans still load
@@ -98,7 +98,7 @@ def test_item03_dicom_counts_rows_columns_and_frames() -> None:
 
     data = _dicom_bytes(32, 48, 5)
     ref = ImageRef(path="series.dcm", data=data)
-    with pytest.raises(ImageTooLargeError, match=r"series.dcm is 48x32x5 frames \(7,680 pixels\)"):
+    with pytest.raises(ImageDecodeError, match=r"series.dcm is 48x32x5 frames \(7,680 pixels\)"):
         load_image(ref, max_pixels=32 * 48 * 4)
     assert load_image(ref, max_pixels=32 * 48 * 5).size == (48, 32)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,9 +107,21 @@ def test_item02_only_regular_files_within_the_size_cap_are_read(
     make_app: AppFactory, layout: dict[str, Path]
 ) -> None:
     reports = layout["reports"]
-    (reports / "fifo").mkdir()
-    os.mkfifo(reports / "fifo" / "report.json")  # opening it for reading would block
-    message = _refusal(_page(make_app, reports, str(reports / "fifo")))
+    fifo = reports / "fifo" / "report.json"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes
+
+    def release() -> None:  # a page stuck opening it gets end-of-file, not a hung test run
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(20, release)
+    timer.start()
+    try:
+        message = _refusal(_page(make_app, reports, str(fifo.parent)))
+    finally:
+        timer.cancel()
+        release()
     assert "not a regular file" in message
     big = reports / "big" / "report.json"
     big.parent.mkdir()

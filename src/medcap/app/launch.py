@@ -105,8 +105,9 @@ def parse_app_args(argv: Sequence[str]) -> AppArgs:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class _StopRequested(Exception):
-    """Raised by the signal handler of `run_server` (out of the blocking wait)."""
+class _StopRequested(KeyboardInterrupt):
+    """Raised by the signal handler of `run_server` (out of the blocking wait); a
+    KeyboardInterrupt, so one that arrives after the server is gone ends medcap as Ctrl-C."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medcap.atomic import write_text_atomic
-from medcap.errors import CorruptArtifactError, InputError
+from medcap.errors import CorruptArtifactError, InputError, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +73,7 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 def load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[float]]:
     """Restore adapter, optimizer and RNG states from `path`; return (step, losses).
 
-    Reads only safetensors and JSON. Everything is parsed and checked before the model,
+    Reads only safetensors and JSON; every file is read and parsed before the model,
     optimizer or RNG is touched.
     """
     from peft import set_peft_model_state_dict
@@ -94,13 +94,13 @@ def load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[f
         tensors = load_file(str(path / OPTIMIZER_FILE))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as exc:
         raise CorruptArtifactError(
-            f"{damaged} ({_first_line(exc)}); delete it to resume from an older one"
+            f"{damaged} ({one_line(exc)}); delete it to resume from an older one"
         ) from None
     try:
         step, losses, optimizer_state, rng = _parse_trainer(meta, tensors)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptArtifactError(
-            f"{damaged} ({TRAINER_FILE}: {_first_line(exc)}); delete it to resume from an older one"
+            f"{damaged} ({TRAINER_FILE}: {one_line(exc)}); delete it to resume from an older one"
         ) from None
     _check_gpu_count(rng, path)
     try:
@@ -109,7 +109,7 @@ def load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[f
         restore_rng(rng)
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise CorruptArtifactError(
-            f"{damaged} or from another model ({_first_line(exc)}); delete it or start over"
+            f"{damaged} or from another model ({one_line(exc)}); delete it or start over"
         ) from None
     return step, losses
 
@@ -217,8 +217,3 @@ def _byte_tensor(values: Any) -> torch.Tensor:
     ):
         raise ValueError("an RNG state must be a list of bytes")
     return torch.tensor(values, dtype=torch.uint8)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
