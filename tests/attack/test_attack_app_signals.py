@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,11 +83,45 @@ def test_item04_each_stop_signal_ends_the_app_and_frees_the_port(
         _assert_stopped(port, server)
 
 
-def test_item04_ctrl_c_stops_a_background_job_that_started_with_sigint_ignored(
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_item04_the_server_ends_even_when_medcap_is_killed_outright(
     app_index_dir: Path, tmp_path: Path
 ) -> None:
     port = free_port()
-    command = " ".join(_app_command(app_index_dir, port))
+    proc = subprocess.Popen(
+        _app_command(app_index_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    with _cleanup(proc.pid):
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        server = _children(proc.pid)
+        assert server
+        proc.kill()  # SIGKILL: no handler of medcap runs
+        proc.wait(timeout=30)
+        for pid in server:  # the kernel sent the server SIGTERM; it shuts down on its own
+            with _cleanup(pid):
+                _wait_gone(pid, timeout_s=60)
+        _assert_stopped(port, server)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still alive after {timeout_s} s"
+        time.sleep(0.2)
+
+
+def test_item04_ctrl_c_stops_a_background_job_that_started_with_sigint_ignored(
+    app_index_dir: Path, tmp_path: Path
+) -> None:
+    probe = subprocess.run(
+        ["sh", "-c", "grep SigIgn /proc/self/status & wait"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ignored = int(probe.stdout.split()[1], 16)
+    assert ignored & (1 << (signal.SIGINT - 1)), "this shell's jobs do not start ignoring SIGINT"
+    port = free_port()
+    command = shlex.join(_app_command(app_index_dir, port))
     # A non-interactive shell starts `&` jobs with SIGINT ignored (what `make test &` does).
     shell = subprocess.Popen(
         ["sh", "-c", f"{command} > {tmp_path / 'server.log'} 2>&1 & echo $!; wait $!"],
@@ -94,10 +130,6 @@ def test_item04_ctrl_c_stops_a_background_job_that_started_with_sigint_ignored(
     with _cleanup(shell.pid):
         assert shell.stdout is not None
         app_pid = int(shell.stdout.readline())
-        ignored = int(
-            Path(f"/proc/{app_pid}/status").read_text().split("SigIgn:")[1].split()[0], 16
-        )
-        assert ignored & (1 << (signal.SIGINT - 1)), "the job did not start with SIGINT ignored"
         wait_healthy(f"http://127.0.0.1:{port}", shell)
         server = _children(app_pid)
         assert server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import os
@@ -11,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def parse_app_args(argv: Sequence[str]) -> AppArgs:
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class _StopRequested(KeyboardInterrupt):
@@ -125,14 +127,17 @@ def run_server(command: list[str], stop_timeout_s: float = 10.0) -> int:
     then SIGKILL after `stop_timeout_s`), so no child keeps the port. Handlers are set
     whatever this process inherited: a shell starts a background job with SIGINT ignored,
     and an ignored signal would stay ignored in the server too (handled ones reset to
-    default on exec). Returns the server's exit code, or 128 + the signal number.
+    default on exec). On Linux the server also gets SIGTERM when medcap dies of a signal
+    no handler sees (SIGKILL). Returns the server's exit code, or 128 + the signal number.
     """
     if importlib.util.find_spec("streamlit") is None:
         raise MissingExtraError("streamlit", "app")
     previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(command, start_new_session=True)
+        proc = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_end_with_parent(os.getpid())
+        )
         return proc.wait()
     except _StopRequested as stop:
         for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
@@ -143,6 +148,21 @@ def run_server(command: list[str], stop_timeout_s: float = 10.0) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _end_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the server when medcap dies, even by SIGKILL
+    (which no handler sees); elsewhere None."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # medcap died before prctl took effect
+            os._exit(1)
+
+    return arm
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
