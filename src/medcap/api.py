@@ -117,6 +117,7 @@ def build_index(
         make_thumbnail=thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
         part=part,
+        kept_columns=dataset.config.keep_columns,
     )
     return Retriever(encoder, index)
 

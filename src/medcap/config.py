@@ -10,6 +10,7 @@ Runs write their resolved settings (`dump_config`) next to their outputs.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import math
@@ -88,10 +89,30 @@ class DataConfig:
     cui_column: str = "cui"
     split_column: str = "split"
     info_max_images: int | None = None  # images decoded per split by `data info` (None: all)
+    # Images declaring more pixels (DICOM: rows x columns x frames) are refused from their
+    # header, before decoding; 0: no limit. Pillow's own guard, which medcap leaves alone,
+    # refuses above 2 x PIL.Image.MAX_IMAGE_PIXELS (179 Mpx by default) whatever this says.
+    max_image_pixels: int = 12_000 * 12_000
+    encoding: str = "utf-8"  # of CSV/TSV/JSONL tables; utf-8 also reads a byte-order mark
+    allow_outside_paths: bool = False  # image paths in a table may leave the dataset folder
+    # Metadata columns copied from a dataset into records, indexes, reports and answers; any
+    # other column (PatientName, PatientID, ...) is dropped when read. The defaults are the
+    # usual case attributes and the phantoms' ground truth, which the app and reports show.
+    keep_columns: tuple[str, ...] = (
+        "modality", "region", "finding", "location", "side", "level", "size_cm", "severity",
+        "has_arrow", "view", "sequence", "contrast", "color", "image_format",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         _at_least("data", self, 1, "phantom_count", "phantom_image_size", "phantom_shard_rows")
-        _at_least("data", self, 0, "info_max_images")
+        _at_least("data", self, 0, "info_max_images", "max_image_pixels")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise InputError(
+                f"unknown text encoding {self.encoding!r} (data.encoding); "
+                "use e.g. utf-8, latin-1 or cp1252"
+            ) from None
         fractions = self.phantom_split_fractions
         if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
             raise InputError(
@@ -317,9 +338,15 @@ class AppConfig:
     # metadata shown on result cards, in this order, when an index has them (else the
     # first few text columns); a case's page always shows all of its metadata
     card_fields: tuple[str, ...] = ("modality", "region", "finding", "location", "view")
+    max_upload_pixels: int = 8192 * 8192  # uploaded images declaring more are refused undecoded
+    max_upload_mb: int = 50  # Streamlit's server.maxUploadSize: bytes per uploaded file, in MB
+    max_report_mb: float = 20.0  # report.json / report.md / plot files the Benchmarks page reads
 
     def __post_init__(self) -> None:
         _at_least("app", self, 1, "k", "columns", "thumbnail_px", "filter_max_values")
+        _at_least("app", self, 0, "max_upload_pixels")
+        _at_least("app", self, 1, "max_upload_mb")
+        _positive("app", self, "max_report_mb")
         _at_least("app", self, 0, "port")
         if self.port > 65535:
             raise InputError(f"app.port must be <= 65535, got {self.port}")

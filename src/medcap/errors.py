@@ -15,6 +15,10 @@ class ImageDecodeError(InputError):
     """An image file or byte string that cannot be decoded."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header declares more pixels than the configured limit (not decoded)."""
+
+
 class OfflineFetchError(MedcapError):
     """Something had to be fetched from a hub while offline; says what to pass instead."""
 

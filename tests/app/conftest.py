@@ -44,10 +44,13 @@ def original_png(phantom_dataset: Any) -> Callable[[str], bytes]:
 
 @pytest.fixture
 def make_app(monkeypatch: pytest.MonkeyPatch) -> AppFactory:
-    """AppTest on main.py as `streamlit run main.py -- --index DIR` would start it."""
+    """AppTest on main.py as `streamlit run main.py -- --index DIR [--reports R]` starts it."""
 
-    def make(index_dir: Path | None, *, timeout: float = 60) -> AppTest:
+    def make(
+        index_dir: Path | None, *, timeout: float = 60, reports: tuple[Path, ...] = ()
+    ) -> AppTest:
         argv = ["main.py"] if index_dir is None else ["main.py", "--index", str(index_dir)]
+        argv += [arg for folder in reports for arg in ("--reports", str(folder))]
         monkeypatch.setattr(sys, "argv", argv)
         return AppTest.from_file(str(MAIN), default_timeout=timeout)
 

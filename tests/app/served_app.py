@@ -48,7 +48,7 @@ def served(index_dir: Path, port: int, log: Path) -> Iterator[subprocess.Popen[b
         yield proc
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # medcap forwards it to the streamlit server
+            proc.send_signal(signal.SIGINT)  # medcap stops the streamlit server's process group
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

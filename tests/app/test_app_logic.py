@@ -13,9 +13,11 @@ import pytest
 
 from medcap.app import queries
 from medcap.app.captioning import caption_query
+from medcap.app.report_access import ReportAccess
 from medcap.app.reports import find_reports, markdown_blocks, open_report_view
 from medcap.app.session import AppIndex, AppLoadError, open_app_index
 from medcap.app.summary import summarise_cases
+from medcap.config import DEFAULTS
 from medcap.errors import ImageDecodeError, InputError
 from tests.app.conftest import png_bytes, write_caption_report
 
@@ -211,7 +213,8 @@ def test_markdown_blocks_split_out_plots(tmp_path: Path) -> None:
 
 def test_report_view_reuses_or_renders_markdown(tmp_path: Path) -> None:
     path = write_caption_report(tmp_path / "run")
-    view = open_report_view(path.parent)  # the folder works too
+    access = ReportAccess.of([tmp_path], DEFAULTS.app.max_report_mb)
+    view = open_report_view(path.parent, access)  # the folder works too
     assert view.kind == "captions" and view.path == path.resolve()
     assert "BLEU-1" in view.headline
     images = [b.image for b in view.blocks if b.kind == "image"]
@@ -220,10 +223,10 @@ def test_report_view_reuses_or_renders_markdown(tmp_path: Path) -> None:
     md = path.with_name("report.md")
     old = time.time() - 60
     os.utime(md, (old, old))
-    fresh = open_report_view(path, scratch=tmp_path / "scratch")
+    fresh = open_report_view(path, access, scratch=tmp_path / "scratch")
     assert all(b.image.parent == tmp_path / "scratch" for b in fresh.blocks if b.image)
     with pytest.raises(InputError, match="does not exist"):
-        open_report_view(tmp_path / "missing" / "report.json")
+        open_report_view(tmp_path / "missing" / "report.json", access)
 
 
 def test_find_reports_lists_report_files_newest_first(tmp_path: Path) -> None:
@@ -232,4 +235,5 @@ def test_find_reports_lists_report_files_newest_first(tmp_path: Path) -> None:
     os.utime(older, (time.time() - 100, time.time() - 100))
     (tmp_path / ".venv").mkdir()
     (tmp_path / ".venv" / "report.json").write_text("{}")  # skipped folder
-    assert find_reports(tmp_path) == [newer.resolve(), older.resolve()]
+    access = ReportAccess.of([tmp_path], DEFAULTS.app.max_report_mb)
+    assert find_reports(access) == [newer.resolve(), older.resolve()]

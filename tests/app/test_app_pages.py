@@ -214,7 +214,7 @@ def test_benchmarks_page_renders_a_report(
     make_app: AppFactory, app_index_dir: Path, tmp_path: Path
 ) -> None:
     path = write_caption_report(tmp_path / "run")
-    at = make_app(app_index_dir).run()
+    at = make_app(app_index_dir, reports=(tmp_path,)).run()
     at.switch_page("app_pages/benchmark.py")
     at.query_params["report"] = str(path)
     _ok(at.run())
@@ -228,7 +228,7 @@ def test_benchmarks_page_renders_a_report(
 def test_benchmarks_page_works_without_index_and_survives_a_bad_path(
     make_app: AppFactory, tmp_path: Path
 ) -> None:
-    at = make_app(None).run()
+    at = make_app(None, reports=(tmp_path,)).run()
     at.switch_page("app_pages/benchmark.py")
     at.query_params["report"] = str(tmp_path / "nope.json")
     _ok(at.run())

@@ -1,4 +1,5 @@
-"""Attack-test fixtures: a checkpoint of the tiny encoder and a small index built with it."""
+"""Attack-test fixtures: a checkpoint of the tiny encoder, a small index built with it, a
+query image, a compact huge PNG, and the app tests' fixtures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.attack.helpers import build_small_index, write_tiny_checkpoint
+from tests.app.conftest import app_index_dir, make_app  # noqa: F401 - the app tests' fixtures
+from tests.attack.helpers import build_small_index, write_blank_png, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,9 @@ def query_png(phantom_dataset: Any, tmp_path_factory: pytest.TempPathFactory) ->
     path = tmp_path_factory.mktemp("attack_queries") / f"{record.image_id}.png"
     path.write_bytes(record.image.data)
     return path
+
+
+@pytest.fixture(scope="session")
+def huge_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 20000 x 20000 PNG (400 Mpx) of a few hundred KB."""
+    return write_blank_png(tmp_path_factory.mktemp("huge") / "huge.png", 20_000, 20_000)

@@ -1,11 +1,15 @@
-"""Helpers for the attack tests: CLI runs, one-line errors, checkpoints, lock holders."""
+"""Helpers for the attack tests: CLI runs, one-line errors, checkpoints (real and crafted),
+compact huge PNGs, lock holders."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,16 @@ def one_error_line(err: str) -> str:
     assert sum(line.startswith("error: ") for line in lines) == 1, err
     assert "Traceback" not in err, err
     return lines[-1]
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit code 1 and stderr holding only one `error: ...` line (see `one_error_line`),
+    which holds every one of `needles`."""
+    assert code == 1, err
+    line = one_error_line(err)
+    assert len([x for x in err.splitlines() if x.strip()]) == 1, err
+    for needle in needles:
+        assert needle in line, (needle, line)
 
 
 def write_tiny_checkpoint(path: Path, *, seed: int) -> Path:
@@ -156,3 +170,41 @@ def lock_holder(out: Path) -> subprocess.Popen[str]:
         proc,
     )
     return proc
+
+
+class ShellPayload:
+    """Pickles to a call of `os.system`: whoever unpickles it runs `touch MARKER`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def pickled_payload(marker: Path) -> bytes:
+    """torch.save bytes of a dict holding a ShellPayload (what a crafted checkpoint holds)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": ShellPayload(marker), "optimizer": ShellPayload(marker)}, buf)
+    return buf.getvalue()
+
+
+def write_blank_png(path: Path, width: int, height: int) -> Path:
+    """A valid 8-bit grayscale PNG of zeros, streamed row by row (no full image in memory)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    deflate = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte 0, then the pixels
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path

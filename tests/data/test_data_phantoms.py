@@ -83,7 +83,7 @@ def test_same_seed_gives_byte_identical_files_and_other_seed_differs(tmp_path: P
 
 def test_rebuild_replaces_old_shards_and_larger_sets_extend_smaller(tmp_path: Path) -> None:
     out = build_phantoms(tmp_path / "p", n=40, seed=1, image_size=48)
-    build_phantoms(out, n=10, seed=1, image_size=48)
+    build_phantoms(out, n=10, seed=1, image_size=48, overwrite=True)
     ds = open_dataset(out)
     assert sum(ds.count(s) for s in ds.splits()) == 10
     small = {r.image_id: r for r in iter_phantom_records(10, seed=1, image_size=48)}

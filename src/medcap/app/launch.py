@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import importlib.util
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,14 @@ def check_index_dir(index_dir: str | Path) -> Path:
         raise InputError(f"index directory {path} does not exist; {BUILD_HINT}")
     if not (path / "manifest.json").is_file():
         raise InputError(f"{path} is not a medcap index (no manifest.json); {BUILD_HINT}")
+    return path.resolve()
+
+
+def check_report_dir(folder: str | Path) -> Path:
+    """A `--reports` folder, resolved; InputError when it is not a directory."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise InputError(f"report folder {path} is not a directory; pass --reports DIR")
     return path.resolve()
 
 
@@ -52,15 +63,24 @@ def app_url(cfg: AppConfig) -> str:
 
 
 def streamlit_command(
-    index_dir: str | Path, cfg: AppConfig, settings: Sequence[str] = ()
+    index_dir: str | Path,
+    cfg: AppConfig,
+    settings: Sequence[str] = (),
+    *,
+    reports: Sequence[str | Path] = (),
 ) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`;
-    `settings` (`section.field=value`) reach the app's active config."""
+    """The `streamlit run` command line that serves the browser over `index_dir`.
+
+    `settings` (`section.field=value`) reach the app's active config; `reports` are the
+    folders whose report.json files the Benchmarks page may open (none given: the index
+    directory).
+    """
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
         "--server.port", str(cfg.port),
         "--server.headless", "true",
+        "--server.maxUploadSize", str(cfg.max_upload_mb),
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "minimal",
@@ -68,6 +88,7 @@ def streamlit_command(
         "--",
         "--index", str(index_dir),
         *(arg for setting in settings for arg in ("--set", setting)),
+        *(arg for folder in reports for arg in ("--reports", str(folder))),
     ]  # fmt: skip
 
 
@@ -77,38 +98,95 @@ class AppArgs:
 
     index: Path | None = None
     settings: tuple[str, ...] = ()  # `section.field=value` for the app's config
+    reports: tuple[Path, ...] = ()  # folders the Benchmarks page may read reports from
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR` and `--set section.field=value` from the script's arguments;
-    anything else is ignored."""
+    """Read `--index DIR`, `--set section.field=value` and `--reports DIR` (both repeatable)
+    from the script's arguments; anything else is ignored."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], dest="settings")
+    parser.add_argument("--reports", type=Path, action="append", default=[])
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index, settings=tuple(known.settings))
+    return AppArgs(index=known.index, settings=tuple(known.settings), reports=tuple(known.reports))
 
 
-def run_server(command: list[str]) -> int:
-    """Run the server until it exits; Ctrl-C stops it cleanly. Returns its exit code."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class _StopRequested(KeyboardInterrupt):
+    """Raised by the signal handler of `run_server` (out of the blocking wait); a
+    KeyboardInterrupt, so one that arrives after the server is gone ends medcap as Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _StopRequested(signum)
+
+
+def run_server(command: list[str], stop_timeout_s: float = 10.0) -> int:
+    """Run the server until it exits or this process gets SIGINT, SIGTERM or SIGHUP.
+
+    The server runs in its own process group; a stop signal ends the whole group (SIGTERM,
+    then SIGKILL after `stop_timeout_s`), so no child keeps the port. Handlers are set
+    whatever this process inherited: a shell starts a background job with SIGINT ignored,
+    and an ignored signal would stay ignored in the server too (handled ones reset to
+    default on exec). On Linux the server also gets SIGTERM when medcap dies of a signal
+    no handler sees (SIGKILL). Returns the server's exit code, or 128 + the signal number.
+    """
     if importlib.util.find_spec("streamlit") is None:
         raise MissingExtraError("streamlit", "app")
-    proc = subprocess.Popen(command)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        proc = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_end_with_parent(os.getpid())
+        )
         return proc.wait()
-    except KeyboardInterrupt:
-        # A terminal sends SIGINT to the whole foreground group; forward it anyway in
-        # case only this process was signalled, then escalate if the server hangs.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    except _StopRequested as stop:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop_process_group(proc, stop_timeout_s)
+        return 128 + stop.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _end_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the server when medcap dies, even by SIGKILL
+    (which no handler sees); elsewhere None."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # medcap died before prctl took effect
+            os._exit(1)
+
+    return arm
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the process group `proc` leads, then SIGKILL it if `proc` outlives `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, None)):
         try:
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # the group is gone
+        try:
+            proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            log.warning("server did not stop after Ctrl-C; terminating it")
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return 130
+            log.warning("server did not stop within %.0f s; killing it", timeout_s)
+            continue
+        if sig == signal.SIGTERM:  # also end whatever the server left in its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        break

@@ -11,8 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medcap.app.cards import CaseCard, cards_from_hits
-from medcap.config import SearchMode
-from medcap.errors import ImageDecodeError
+from medcap.config import SearchMode, current
+from medcap.errors import ImageDecodeError, ImageTooLargeError
 from medcap.types import Hit, ImageRef
 
 if TYPE_CHECKING:
@@ -25,14 +25,21 @@ log = logging.getLogger(__name__)
 Filters = Mapping[str, Sequence[str]]  # metadata column -> accepted values (empty: any)
 
 
-def decode_upload(name: str, data: bytes) -> Image.Image:
-    """Decode an uploaded file (PNG, JPEG, DICOM, ...) to RGB; ImageDecodeError names it."""
+def decode_upload(name: str, data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode an uploaded file (PNG, JPEG, DICOM, ...) to RGB; ImageDecodeError names it.
+
+    Uploads declaring more than `max_pixels` pixels (default: the active config's
+    `app.max_upload_pixels`) are refused before decoding.
+    """
     from medcap.data.images import load_image
 
     if not data:
         raise ImageDecodeError(f"{name} is empty; upload a PNG, JPEG or DICOM image")
+    limit = current().app.max_upload_pixels if max_pixels is None else max_pixels
     try:
-        return load_image(ImageRef(path=name, data=data))
+        return load_image(ImageRef(path=name, data=data), max_pixels=limit)
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{exc}; uploads are limited by app.max_upload_pixels") from None
     except ImageDecodeError as exc:
         log.info("upload %s not decoded: %s", name, exc)
         raise ImageDecodeError(

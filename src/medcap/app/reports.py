@@ -2,15 +2,20 @@
 
 The report's own `report.md` (rendered by medcap.evaluation.report next to report.json)
 is reused when it is up to date; otherwise the report is rendered into a scratch folder.
+Which files may be read is decided by medcap.app.report_access.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from medcap.app.report_access import REPORT_JSON, ReportAccess
 
 _IMAGE_LINE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+\.png)\)\s*$")
 _MAX_FOUND = 50  # report.json files listed by find_reports
@@ -83,31 +88,45 @@ def _headline(report: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def open_report_view(path: str | Path, scratch: Path | None = None) -> ReportView:
+def open_report_view(
+    path: str | Path, access: ReportAccess, scratch: Path | None = None
+) -> ReportView:
     """Load a report.json (or its directory) and its rendered markdown and plots.
 
-    Raises InputError/CorruptArtifactError (from medcap.evaluation.report) for a bad path.
+    Only files `access` allows are read (see medcap.app.report_access); a plot outside the
+    report folders (or the scratch folder a stale report is rendered into) is left out.
+    Raises ReportRefused/CorruptArtifactError with a one-line message for a bad path.
     """
-    from medcap.evaluation.report import REPORT_JSON, REPORT_MD, load_report, render_report
+    from medcap.evaluation.report import REPORT_MD, parse_report, render_report
 
-    json_path = Path(path).expanduser()
-    if json_path.is_dir():
-        json_path = json_path / REPORT_JSON
-    report = load_report(json_path)
-    md_path = json_path.with_name(REPORT_MD)
-    if not md_path.exists() or md_path.stat().st_mtime < json_path.stat().st_mtime:
+    json_path = access.locate(str(path))
+    report = parse_report(access.read_bytes(json_path), json_path)
+    md_path = Path(os.path.realpath(json_path.with_name(REPORT_MD)))
+    image_dirs = access
+    if access.allows(md_path) and md_path.stat().st_mtime >= json_path.stat().st_mtime:
+        markdown = access.read_bytes(md_path).decode("utf-8", errors="replace")
+    else:
         out = scratch or Path(tempfile.mkdtemp(prefix="medcap-report-"))
         md_path = render_report(report, out)
-    blocks = markdown_blocks(md_path.read_text(encoding="utf-8"), md_path.parent)
+        markdown = md_path.read_text(encoding="utf-8")
+        image_dirs = dataclasses.replace(access, roots=(*access.roots, Path(os.path.realpath(out))))
+    blocks = [
+        b
+        if b.image is None or image_dirs.allows(b.image)
+        else Block("image", b.text, None)  # named in the markdown, but not a file we may show
+        for b in markdown_blocks(markdown, md_path.parent)
+    ]
     note = ""
     if report["kind"] == "retrieval" and report.get("encoders"):
         note = f"headline numbers: encoder `{report['encoders'][0].get('label', '?')}`"
-    return ReportView(json_path.resolve(), str(report["kind"]), _headline(report), blocks, note)
+    return ReportView(json_path, str(report["kind"]), _headline(report), blocks, note)
 
 
-def find_reports(root: str | Path, *, max_depth: int = 4) -> list[Path]:
-    """report.json files under `root` (newest first), for the page's suggestions."""
-    root = Path(root)
+def find_reports(access: ReportAccess, *, max_depth: int = 4) -> list[Path]:
+    """report.json files under the report folders (newest first), for the page's list.
+
+    Symlinked folders are not followed, and only files `access` would open are listed.
+    """
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
@@ -116,12 +135,15 @@ def find_reports(root: str | Path, *, max_depth: int = 4) -> list[Path]:
         except OSError:
             return
         for entry in entries:
-            if entry.is_dir() and depth < max_depth and entry.name not in _SKIP_DIRS:
-                walk(entry, depth + 1)
-            elif entry.name == "report.json":
-                found.append(entry.resolve())
             if len(found) >= _MAX_FOUND:
                 return
+            if entry.is_symlink():
+                continue
+            if entry.is_dir() and depth < max_depth and entry.name not in _SKIP_DIRS:
+                walk(entry, depth + 1)
+            elif entry.name == REPORT_JSON and access.allows(entry):
+                found.append(entry)
 
-    walk(root, 0)
+    for root in access.roots:
+        walk(root, 0)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from medcap.app import launch
+from medcap.app.report_access import ReportAccess
 from medcap.app.reports import ReportView, open_report_view
 from medcap.app.session import AppIndex, AppLoadError, open_app_index
 from medcap.config import current
@@ -49,9 +50,21 @@ def load_backend(
 
 
 @st.cache_resource(show_spinner="Reading the report...", max_entries=8)
-def load_report_view(report_path: str, mtime_ns: int) -> ReportView:
-    """A report's blocks, rendered once per file version (`mtime_ns` is the cache key)."""
-    return open_report_view(report_path)
+def load_report_view(
+    report_path: str, roots: tuple[str, ...], max_mb: float, mtime_ns: int
+) -> ReportView:
+    """A report's blocks, rendered once per file version (`mtime_ns` is the cache key).
+
+    `report_path` is read only if it lies under `roots` (see report_access), checked again here.
+    """
+    return open_report_view(report_path, ReportAccess.of(roots, max_mb))
+
+
+def report_access() -> ReportAccess:
+    """The folders this server reads reports from: `--reports`, else the index directory."""
+    args = launch.parse_app_args(sys.argv[1:])
+    roots = args.reports or ((args.index,) if args.index is not None else ())
+    return ReportAccess.of(roots, current().app.max_report_mb)
 
 
 def apply_settings() -> None:

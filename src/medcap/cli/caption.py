@@ -15,12 +15,15 @@ import typer
 
 from medcap.cli.options import (
     AdapterOption,
+    AllowOutsidePathsOption,
     BackendOption,
     DtypeOption,
+    EncodingOption,
     GenerationDeviceOption,
     NeighboursOption,
     TemplateOption,
     VerifyOption,
+    data_config,
     verify_setting,
 )
 from medcap.config import DEFAULTS, current, replace_set
@@ -76,6 +79,8 @@ def command(
         bool, typer.Option("--json", help="Print JSON instead of text.")
     ] = False,
     verify: VerifyOption = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Caption images from their nearest neighbours' captions (consensus, Qwen2-VL or BLIP-2)."""
     from medcap.generation import captioning
@@ -111,6 +116,7 @@ def command(
             limit=limit,
             overwrite=overwrite,
             verify=verify_setting(verify),
+            data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
         )
         typer.echo(
             f"{out}: {summary.written} captions written, {summary.resumed} already there, "

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.options import AllowOutsidePathsOption, EncodingOption, data_config
 from medcap.config import DEFAULTS, current, replace_set
 
 app = typer.Typer(help="Datasets: generate phantoms, summarise a dataset.", no_args_is_help=True)
@@ -28,6 +29,9 @@ def phantoms(
     image_size: Annotated[
         int | None, typer.Option(help=f"Pixels per side. [default: {_D.phantom_image_size}]")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the data/ folder of a non-empty output folder.")
+    ] = False,
 ) -> None:
     """Generate synthetic radiology cases (deterministic by seed) as Hub-style parquet."""
     from medcap.data.phantoms import build_phantoms, split_counts
@@ -36,7 +40,14 @@ def phantoms(
         current().data, phantom_count=n, phantom_seed=seed, phantom_image_size=image_size
     )
     start = time.perf_counter()
-    build_phantoms(out, cfg.phantom_count, cfg.phantom_seed, cfg.phantom_image_size, config=cfg)
+    build_phantoms(
+        out,
+        cfg.phantom_count,
+        cfg.phantom_seed,
+        cfg.phantom_image_size,
+        cfg=cfg,
+        overwrite=overwrite,
+    )
     elapsed = time.perf_counter() - start
     counts = split_counts(cfg.phantom_count, cfg.phantom_split_fractions)
     parts = ", ".join(f"{split} {count}" for split, count in counts.items())
@@ -63,12 +74,17 @@ def info(
     image_column: Annotated[str | None, typer.Option(help=f"[default: {_D.image_column}]")] = None,
     cui_column: Annotated[str | None, typer.Option(help=f"[default: {_D.cui_column}]")] = None,
     split_column: Annotated[str | None, typer.Option(help=f"[default: {_D.split_column}]")] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Summarise a dataset: cases, caption length, image sizes/modes, CUIs, skipped items."""
     from medcap.data.info import summarise_dataset
     from medcap.data.readers import open_dataset
 
-    cfg = replace_set(current().data, info_max_images=max_images)
+    cfg = replace_set(
+        data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
+        info_max_images=max_images,
+    )
     dataset = open_dataset(
         source,
         id_column=id_column,

@@ -54,7 +54,7 @@ def command(
     typer.echo(f"Report: {result.report}")
     typer.echo(f"Timings (s): {result.timings_s}")
     typer.echo("Next:")
-    typer.echo(f"  medcap app --index {result.index_dir}")
+    typer.echo(f"  medcap app --index {result.index_dir} --reports {result.index_dir.parent}")
     typer.echo(f"  medcap search {result.query_dir} --index {result.index_dir}")
     typer.echo(
         "  on ROCOv2 (needs internet): medcap train --data eltorio/ROCOv2-radiology "

@@ -11,10 +11,13 @@ import typer
 
 from medcap.cli.options import (
     NOT_ONE_OF,
+    AllowOutsidePathsOption,
     DataOption,
     EncoderDeviceOption,
+    EncodingOption,
     VerifyOption,
     choice_option,
+    data_config,
     verify_setting,
 )
 from medcap.config import DEFAULTS, Duplicates, RankTies, SearchMode, current, replace_set
@@ -98,6 +101,8 @@ def retrieval(
         typer.Option(help=f"Encoder batch size. (default: {DEFAULTS.encoder.batch_size})"),
     ] = None,
     device: EncoderDeviceOption = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Image->text and text->image Recall@K, median and mean rank of one or more encoders."""
     from medcap.evaluation.report import load_report
@@ -124,6 +129,7 @@ def retrieval(
         device=device or active.encoder.device,
         batch_size=batch_size,
         progress=sys.stderr.isatty(),
+        data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     report = load_report(path)
     typer.echo(retrieval_table(report["encoders"], cfg.recall_ks))
@@ -170,6 +176,8 @@ def captions(
             NOT_ONE_OF,
         ),
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (COCO definitions), BERTScore, CLIPScore."""
     from medcap.evaluation.caption_metrics import duplicates_note
@@ -184,7 +192,13 @@ def captions(
         duplicates=duplicates,
     )
     scores = run_caption_evaluation(
-        results, cfg, model=model, data=data, bertscore=bertscore, device=device
+        results,
+        cfg,
+        model=model,
+        data=data,
+        bertscore=bertscore,
+        device=device,
+        data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     report = scores.report
     if out is not None:
@@ -233,6 +247,8 @@ def concepts(
     ] = None,
     device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Concept (CUI) detection by neighbour voting; sample-averaged F1 as ImageCLEFmedical."""
     from medcap.evaluation.report import load_report
@@ -248,6 +264,7 @@ def concepts(
         cfg=cfg,
         device=device or active.encoder.device,
         verify=verify_setting(verify),
+        data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     report = load_report(path)
     typer.echo(

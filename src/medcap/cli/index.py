@@ -11,16 +11,20 @@ from typing import Annotated, Any
 import typer
 
 from medcap.cli.options import (
+    AllowOutsidePathsOption,
     DataOption,
     EncoderDeviceOption,
+    EncodingOption,
     IndexTypeOption,
+    KeepColumnsOption,
     MemoryBudgetOption,
     ModelOption,
     OverwriteOption,
     VerifyOption,
+    data_config,
     verify_setting,
 )
-from medcap.config import DEFAULTS, current, replace_set
+from medcap.config import DEFAULTS, DataConfig, current, replace_set
 
 app = typer.Typer(
     help="Index directories: build one from a dataset split, show it, add cases, merge parts.",
@@ -35,11 +39,11 @@ def _thumbnailer(size: int) -> Any:
     return thumbnailer(size)
 
 
-def _open_split(data: str, split: str) -> Any:
+def _open_split(data: str, split: str, cfg: DataConfig) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data, cfg=current().data)
+    dataset = open_dataset(data, cfg=cfg)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
@@ -81,6 +85,9 @@ def build(
             help="i/n: index only part i of n (one per machine), then `medcap index merge`.",
         ),
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
+    keep_columns: KeepColumnsOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.api import build_index
@@ -100,7 +107,10 @@ def build(
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
-    dataset = _open_split(data, cfg.split)
+    reading = data_config(
+        allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
+    )
+    dataset = _open_split(data, cfg.split, reading)
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
         dataset, out, model=encoder, resume=resume, overwrite=overwrite,
@@ -116,6 +126,16 @@ def build(
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
     if m.skipped_count:
         typer.echo(f"skipped {m.skipped_count} cases (listed in {out / 'skipped.jsonl'})")
+    _note_dropped(dataset)
+
+
+def _note_dropped(dataset: Any) -> None:
+    """Say which metadata columns were left out of the index (names only, never values)."""
+    if dataset.dropped_columns:
+        typer.echo(
+            f"not stored: columns {', '.join(sorted(dataset.dropped_columns))} "
+            "(not in --keep-columns)"
+        )
 
 
 def _dir_size(path: Path) -> int:
@@ -175,6 +195,9 @@ def add(
     ] = None,
     device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
+    keep_columns: KeepColumnsOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
     from medcap.api import split_size
@@ -182,9 +205,12 @@ def add(
     from medcap.retrieval.retriever import load_index_encoder
 
     cfg = replace_set(current().index, split=split, batch_size=batch_size)
+    reading = data_config(
+        allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
+    )
     verified = verify_setting(verify)
     existing = open_index(index_dir, verify=verified)
-    dataset = _open_split(data, cfg.split)
+    dataset = _open_split(data, cfg.split, reading)
     encoder = load_index_encoder(existing, model, device=device, cfg=current().encoder)
     index, added = add_to_index(
         index_dir,
@@ -199,10 +225,12 @@ def add(
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
         verify=verified,
+        kept_columns=reading.keep_columns,
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
     )
+    _note_dropped(dataset)
 
 
 @app.command("merge")

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS, IndexType, Precision, SearchMode, current
+from medcap.config import (
+    DEFAULTS,
+    DataConfig,
+    IndexType,
+    Precision,
+    SearchMode,
+    current,
+    replace_set,
+)
 from medcap.errors import InputError
 
 G = DEFAULTS.generation
@@ -143,3 +151,48 @@ DtypeOption = Annotated[
     choice_option(Precision, "--dtype", f"auto | fp32 | bf16 | fp16. (default: {G.dtype})"),
 ]
 AdapterOption = Annotated[Path | None, typer.Option(help="LoRA adapter directory to apply.")]
+
+# ---- how datasets given with --data are read (DataConfig) ---------------------------------
+_D = DEFAULTS.data
+
+AllowOutsidePathsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-paths",
+        help="Read image paths of a CSV/JSONL/parquet table that lead outside its dataset "
+        "folder (absolute paths, ../, symlinks out). "
+        f"(default: {'allowed' if _D.allow_outside_paths else 'refused and skipped'})",
+    ),
+]
+EncodingOption = Annotated[
+    str | None,
+    typer.Option(help=f"Text encoding of CSV/TSV/JSONL tables. (default: {_D.encoding})"),
+]
+KeepColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated metadata columns to keep from the dataset (others, such as "
+        f"PatientName, are dropped). (default: {','.join(_D.keep_columns)})"
+    ),
+]
+
+
+def data_config(
+    *,
+    allow_outside_paths: bool = False,
+    encoding: str | None = None,
+    keep_columns: str | None = None,
+) -> DataConfig:
+    """The active config's DataConfig with the shared dataset options applied (unset ones
+    keep their values)."""
+    keep = (
+        None
+        if keep_columns is None
+        else tuple(c.strip() for c in keep_columns.split(",") if c.strip())
+    )
+    return replace_set(
+        current().data,
+        allow_outside_paths=allow_outside_paths or None,
+        encoding=encoding,
+        keep_columns=keep,
+    )

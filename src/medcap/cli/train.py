@@ -12,7 +12,12 @@ from typing import Annotated
 
 import typer
 
-from medcap.cli.options import PrecisionOption
+from medcap.cli.options import (
+    AllowOutsidePathsOption,
+    EncodingOption,
+    PrecisionOption,
+    data_config,
+)
 from medcap.cli.train_generator import generator
 from medcap.config import DEFAULTS, current
 
@@ -114,11 +119,14 @@ def train(
             f"(default: {'on' if _T.tensorboard else 'off'})",
         ),
     ] = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Fine-tune the CLIP encoder (symmetric InfoNCE); torchrun for several GPUs."""
     if ctx.invoked_subcommand is not None:
         return
     from medcap.config import replace_set
+    from medcap.data.readers import open_dataset
     from medcap.errors import InputError
     from medcap.train.loop import train_encoder
     from medcap.train.setup import resume_config
@@ -141,7 +149,10 @@ def train(
             raise InputError("missing --data: the dataset to train on (see `medcap data --help`)")
         spec, source = model or current().encoder.model, data
         cfg = replace_set(current().train, **options)
-    result = train_encoder(source, out, model=spec, cfg=cfg, resume=resume, progress=True)
+    dataset = open_dataset(
+        source, cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding)
+    )
+    result = train_encoder(dataset, out, model=spec, cfg=cfg, resume=resume, progress=True)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, process 0 reports
     if result.skipped:

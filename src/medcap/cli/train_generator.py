@@ -12,12 +12,15 @@ from typing import Annotated
 import typer
 
 from medcap.cli.options import (
+    AllowOutsidePathsOption,
     BackendOption,
     DtypeOption,
+    EncodingOption,
     GenerationDeviceOption,
     NeighboursOption,
     TemplateOption,
     VerifyOption,
+    data_config,
     verify_setting,
 )
 from medcap.config import DEFAULTS, current, replace_set
@@ -69,6 +72,8 @@ def generator(
         ),
     ] = None,
     verify: VerifyOption = None,
+    allow_outside_paths: AllowOutsidePathsOption = False,
+    encoding: EncodingOption = None,
 ) -> None:
     """Fine-tune LoRA adapters of a generator; each prompt holds the case's retrieved neighbours."""
     from medcap.generation.captioning import resolve_settings
@@ -103,6 +108,7 @@ def generator(
         resume=resume,
         limit=limit,
         verify=verify_setting(verify),
+        data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
     )
     first = f"{result.losses[0]:.4f}" if result.losses else "-"
     last = f"{result.losses[-1]:.4f}" if result.losses else "-"

@@ -2,7 +2,9 @@
 
 Readers yield raw rows; this base class checks them (empty caption, missing image,
 duplicate `image_id` within a split), skips bad ones into `.skipped`, and turns the rest
-into `Record`s. Images stay lazy (bytes or a path in `ImageRef`) until decoded.
+into `Record`s, keeping only the metadata columns in `DataConfig.keep_columns` (so a
+`PatientName` column never reaches an index). Images stay lazy (bytes or a path in
+`ImageRef`) until decoded.
 """
 
 from __future__ import annotations
@@ -58,19 +60,13 @@ def parse_cuis(value: Any) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Columns:
     """Column names a user gave (`--id-column`, ...); None: the layout's usual name, which
-    `defaults` (the active DataConfig; None: DEFAULTS.data) names."""
+    the dataset's DataConfig (`Dataset.config`) names."""
 
     id: str | None = None
     caption: str | None = None
     image: str | None = None
     cui: str | None = None
     split: str | None = None
-    defaults: DataConfig | None = None
-
-    @property
-    def config(self) -> DataConfig:
-        """The DataConfig whose column names fill in what was not given."""
-        return self.defaults or DEFAULTS.data
 
 
 DEFAULT_COLUMNS = Columns()
@@ -97,8 +93,12 @@ class Dataset(ABC):
     >>> next(ds.records("train")).caption  # doctest: +SKIP
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cfg: DataConfig | None = None) -> None:
         self.name = name
+        # Column names, table encoding, path containment and kept columns (default: DEFAULTS).
+        self.config = cfg or DEFAULTS.data
+        # Metadata columns seen but not in `config.keep_columns` (dropped, never copied on).
+        self.dropped_columns: set[str] = set()
         self.skipped: list[Skipped] = []
         self._skip_keys: set[tuple[str, int | None, str | None, str]] = set()
         self._counts: dict[str, int] = {}
@@ -118,17 +118,21 @@ class Dataset(ABC):
     def records(self, split: str) -> Iterator[Record]:
         """The split's cases in order; bad rows are skipped and added to `.skipped`."""
         split = self._check_split(split)
+        keep = frozenset(self.config.keep_columns)
         count = 0
         for row_id, row in self._checked(split, with_images=True):
             assert row.image is not None and row.caption is not None
             count += 1
+            extra = {k: v for k, v in row.extra.items() if k in keep}
+            if len(extra) < len(row.extra):
+                self.dropped_columns.update(k for k in row.extra if k not in keep)
             yield Record(
                 image_id=row_id,
                 image=row.image,
                 caption=row.caption,
                 cuis=row.cuis,
                 split=split,
-                extra=dict(row.extra),
+                extra=extra,
             )
         self._counts[split] = count
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from medcap.config import DataConfig
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -72,9 +73,10 @@ class HubDataset(Dataset):
         name: str,
         *,
         columns: Columns = DEFAULT_COLUMNS,
+        cfg: DataConfig | None = None,
     ) -> None:
-        super().__init__(name)
-        cfg = columns.config
+        super().__init__(name, cfg)
+        cfg = self.config
         self._image_col = columns.image or cfg.image_column
         self._caption_col = columns.caption or cfg.caption_column
         self._id_col = columns.id or cfg.id_column

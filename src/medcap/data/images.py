@@ -11,12 +11,14 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from medcap.errors import ImageDecodeError, first_line
+from medcap.config import current
+from medcap.errors import ImageDecodeError, ImageTooLargeError, first_line
 from medcap.types import ImageRef
 
 log = logging.getLogger(__name__)
@@ -27,20 +29,24 @@ IMAGE_SUFFIXES = frozenset(
 )
 _DICOM_MAGIC_OFFSET = 128
 
-# Pillow's own size guard is kept (decompression bombs), but raised for large scans.
-Image.MAX_IMAGE_PIXELS = 40_000 * 40_000
 
-
-def load_image(ref: ImageRef | str | Path, *, draft_size: int | None = None) -> Image.Image:
+def load_image(
+    ref: ImageRef | str | Path, *, draft_size: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Decode `ref` (bytes or a path) to an 8-bit RGB image.
 
     `draft_size` lets JPEG decoding shrink by DCT scaling to no less than that many
     pixels per side (much faster for large JPEGs that are resized afterwards anyway).
+    Images over `max_pixels` (default: `data.max_image_pixels` of the active config;
+    DICOM: rows x columns x frames) are refused from their header, before any pixel is
+    decoded. Pillow's own guard (`PIL.Image.MAX_IMAGE_PIXELS`, which medcap leaves alone)
+    applies as well.
     Raises `ImageDecodeError` naming the file when the data cannot be decoded.
 
     >>> load_image("scan.png").mode
     'RGB'
     """
+    limit = current().data.max_image_pixels if max_pixels is None else max_pixels
     if isinstance(ref, ImageRef):
         name, data, path = ref.describe(), ref.data, ref.path
     else:
@@ -54,17 +60,22 @@ def load_image(ref: ImageRef | str | Path, *, draft_size: int | None = None) -> 
                     f"image file {path} does not exist; check the image column or folder"
                 )
             if _is_dicom_path(path):
-                return _load_dicom(path)
+                return _load_dicom(path, name, limit)
             with Image.open(path) as image:
-                return _decode(image, draft_size)
+                return _decode(image, draft_size, name, limit)
         if _is_dicom_bytes(data) or (
             path is not None and Path(path).suffix.lower() in DICOM_SUFFIXES
         ):
-            return _load_dicom(io.BytesIO(data))
+            return _load_dicom(io.BytesIO(data), name, limit)
         with Image.open(io.BytesIO(data)) as image:
-            return _decode(image, draft_size)
+            return _decode(image, draft_size, name, limit)
     except ImageDecodeError:
         raise
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(
+            f"image {name} is over Pillow's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
+            "pixels; refused before decoding (downscale it)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = first_line(exc)
         raise ImageDecodeError(
@@ -72,7 +83,8 @@ def load_image(ref: ImageRef | str | Path, *, draft_size: int | None = None) -> 
         ) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is one bad image, not a crash
         raise ImageDecodeError(
-            f"cannot decode image {name}: {type(exc).__name__}: {exc}; replace or remove the file"
+            f"cannot decode image {name}: {type(exc).__name__}: {first_line(exc)}; "
+            "replace or remove the file"
         ) from None
 
 
@@ -140,7 +152,32 @@ def window_to_uint8(
     return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _decode(image: Image.Image, draft_size: int | None) -> Image.Image:
+def exceeds_pixel_limit(data: bytes, limit: int | None = None) -> bool:
+    """Whether encoded image bytes declare more pixels than `limit` (header only; for
+    decoders other than Pillow, such as nvjpeg). Unreadable headers are left to the decoder."""
+    limit = current().data.max_image_pixels if limit is None else limit
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return bool(limit) and image.width * image.height > limit
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # noqa: BLE001 - not a Pillow format (DICOM, damaged): the decoder decides
+        return False
+
+
+def check_pixels(name: str, width: int, height: int, frames: int, limit: int) -> None:
+    """Refuse an image whose header says it holds more than `limit` pixels (0: no limit)."""
+    pixels = width * height * max(1, frames)
+    if limit and pixels > limit:
+        what = f"{width}x{height}" + (f"x{frames} frames" if frames > 1 else "")
+        raise ImageTooLargeError(
+            f"image {name} is {what} ({pixels:,} pixels), over the limit of {limit:,}; "
+            "refused before decoding (downscale it)"
+        )
+
+
+def _decode(image: Image.Image, draft_size: int | None, name: str, limit: int) -> Image.Image:
+    check_pixels(name, image.width, image.height, 1, limit)  # Pillow opens lazily: header only
     if draft_size is not None and image.format == "JPEG":
         image.draft("RGB", (draft_size, draft_size))
     image.load()
@@ -163,16 +200,23 @@ def _is_dicom_bytes(data: bytes) -> bool:
     return data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def _load_dicom(source: str | io.BytesIO) -> Image.Image:
+def _load_dicom(source: str | io.BytesIO, name: str, limit: int) -> Image.Image:
     """Decode a DICOM file: modality LUT, then the stored VOI window or a min-max window."""
     import pydicom
     from pydicom.pixels.processing import apply_modality_lut
 
+    header = pydicom.dcmread(source, force=True, stop_before_pixels=True)
+    frames = _as_int(getattr(header, "NumberOfFrames", 1))
+    check_pixels(
+        name, _as_int(getattr(header, "Columns", 0)), _as_int(getattr(header, "Rows", 0)),
+        frames, limit,
+    )  # fmt: skip
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     dataset = pydicom.dcmread(source, force=True)
     if "PixelData" not in dataset:
         raise ValueError("DICOM file has no pixel data")
     pixels = dataset.pixel_array
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[frames // 2]  # the middle frame represents a multi-frame series best
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
@@ -203,3 +247,11 @@ def _stored_window(dataset: object) -> tuple[float, float] | None:
 
 def _is_multi(value: object) -> bool:
     return isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+
+
+def _as_int(value: Any) -> int:
+    """A DICOM count (Rows, NumberOfFrames, ...) as an int; missing or odd values count as 1."""
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError, OverflowError):
+        return 1

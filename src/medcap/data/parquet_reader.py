@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medcap.config import DataConfig
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -26,14 +27,18 @@ from medcap.data.dataset import (
     order_splits,
     parse_cuis,
 )
+from medcap.data.paths import ImagePaths
 from medcap.data.table_reader import missing_column, read_cui_mapping
-from medcap.errors import CorruptArtifactError, InputError
+from medcap.errors import CorruptArtifactError, InputError, first_line
 from medcap.types import ImageRef
 
 _BATCH_ROWS = 64
 _FOOTER_BYTES = 1 << 16  # the tail of a shard, where parquet keeps its metadata
 _SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z]+)(?:[-_.]|$)")
 _MIXED = "*"  # files without a split in their name: split comes from the split column
+# What pyarrow raises on a damaged file: I/O and Arrow errors, and UnicodeDecodeError (a
+# ValueError) for names or string cells that are not UTF-8.
+_READ_ERRORS = (OSError, pa.ArrowException, ValueError)
 
 
 def find_parquet_files(root: Path) -> list[Path]:
@@ -58,15 +63,18 @@ class ParquetDataset(Dataset):
         *,
         name: str | None = None,
         columns: Columns = DEFAULT_COLUMNS,
+        cfg: DataConfig | None = None,
     ) -> None:
         self.root = Path(root)
-        super().__init__(name or str(root))
+        super().__init__(name or str(root), cfg)
         files = find_parquet_files(self.root)
         if not files:
             raise InputError(
                 f"no parquet files found in {self.root}; expected data/{{split}}-*.parquet"
             )
-        cfg = columns.config
+        cfg = self.config
+        folder = self.root if self.root.is_dir() else self.root.parent
+        self._paths = ImagePaths(folder, allow_outside=cfg.allow_outside_paths)
         self._files = files
         self._schemas = {path: _read_schema(path) for path in files}
         self._split_column = columns.split or cfg.split_column
@@ -83,10 +91,17 @@ class ParquetDataset(Dataset):
             names: set[str] = set()
             for path, split in self._file_splits.items():
                 if split == _MIXED:
-                    column = pq.read_table(path, columns=[self._split_column]).column(0)
-                    names.update(
-                        normalise_split(str(v)) for v in column.to_pylist() if v is not None
-                    )
+                    try:
+                        values = pq.read_table(path, columns=[self._split_column]).column(0)
+                        found = [
+                            normalise_split(str(v)) for v in values.to_pylist() if v is not None
+                        ]
+                    except _READ_ERRORS as exc:
+                        raise CorruptArtifactError(
+                            f"cannot read parquet file {path}: {first_line(exc)}; "
+                            "re-download or rebuild it"
+                        ) from None
+                    names.update(found)
                 else:
                     names.add(split)
             self._splits = order_splits(names)
@@ -107,7 +122,7 @@ class ParquetDataset(Dataset):
 
     def cui_names(self) -> dict[str, str]:
         mapping = self.root / "cui_mapping.csv"
-        return read_cui_mapping(mapping) if mapping.is_file() else {}
+        return read_cui_mapping(mapping, self.config.encoding) if mapping.is_file() else {}
 
     # --- reading -----------------------------------------------------------------------
 
@@ -147,9 +162,10 @@ class ParquetDataset(Dataset):
                         continue
                     yield self._make_row(path, source, row, data, i, extra_cols, with_images)
                     row += 1
-        except (OSError, pa.ArrowException) as exc:
+        except _READ_ERRORS as exc:
             raise CorruptArtifactError(
-                f"cannot read parquet file {path} at row {row}: {exc}; re-download or rebuild it"
+                f"cannot read parquet file {path} at row {row}: {first_line(exc)}; "
+                "re-download or rebuild it"
             ) from None
 
     def _make_row(
@@ -163,7 +179,9 @@ class ParquetDataset(Dataset):
         with_images: bool,
     ) -> RawRow:
         base = self.root if self.root.is_dir() else path.parent
-        image = _image_ref(data[self._image_col][i], base) if with_images else None
+        image, problem = (
+            _image_ref(data[self._image_col][i], base, self._paths) if with_images else (None, None)
+        )
         image_id = data[self._id_col][i] if self._id_col in data else None
         if image_id is None:  # no id column: the stored file name, else file:row
             stored = image.path if image is not None else None
@@ -177,6 +195,7 @@ class ParquetDataset(Dataset):
             cuis=cuis,
             image=image,
             extra={name: data[name][i] for name in extra_cols},
+            problem=problem,
         )
 
     # --- schema checks -----------------------------------------------------------------
@@ -218,28 +237,28 @@ def _split_from_name(path: Path) -> str | None:
 def _read_schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
+    except _READ_ERRORS as exc:
         raise CorruptArtifactError(
-            f"cannot read parquet file {path}: {exc}; re-download or rebuild it"
+            f"cannot read parquet file {path}: {first_line(exc)}; re-download or rebuild it"
         ) from None
 
 
-def _image_ref(value: Any, base: Path) -> ImageRef | None:
-    """An `image` cell as {bytes, path}, raw bytes, or a path string -> ImageRef."""
+def _image_ref(value: Any, base: Path, paths: ImagePaths) -> tuple[ImageRef | None, str | None]:
+    """An `image` cell as {bytes, path}, raw bytes, or a path string -> (ImageRef, problem).
+
+    A path is read only when there are no bytes, and only inside the dataset folder.
+    """
     if value is None:
-        return None
+        return None, None
     if isinstance(value, dict):
         data, stored = value.get("bytes"), value.get("path")
         if data:
-            return ImageRef(path=stored, data=data)
-        if stored:
-            return ImageRef(path=_resolve(stored, base))
-        return None
-    if isinstance(value, bytes | bytearray):
-        return ImageRef(data=bytes(value))
-    return ImageRef(path=_resolve(str(value), base))
-
-
-def _resolve(stored: str, base: Path) -> str:
-    path = Path(stored)
-    return str(path if path.is_absolute() else base / path)
+            return ImageRef(path=stored, data=data), None  # the path only names the bytes
+        if not stored:
+            return None, None
+    elif isinstance(value, bytes | bytearray):
+        return ImageRef(data=bytes(value)), None
+    else:
+        stored = str(value)
+    path, problem = paths.resolve(str(stored), base)
+    return (ImageRef(path=str(path)), None) if path is not None else (None, problem)

@@ -39,14 +39,18 @@ def open_dataset(
     cfg: DataConfig | None = None,
 ) -> Dataset:
     """Open a dataset directory, table file or Hub name; column options override the
-    column names of `cfg` (default: DEFAULTS.data)."""
-    columns = Columns(id_column, caption_column, image_column, cui_column, split_column, cfg)
+    column names of `cfg`.
+
+    `cfg` (`DataConfig`; default: `DEFAULTS.data`) also sets the table encoding, whether
+    image paths may leave the dataset folder, and the metadata columns kept.
+    """
+    columns = Columns(id_column, caption_column, image_column, cui_column, split_column)
     text = str(source)
     path = Path(text).expanduser()
     if path.exists():
-        return _open_local(path, columns)
+        return _open_local(path, columns, cfg)
     if looks_like_hub_name(text) and not text.startswith("."):
-        return _open_hub(text, columns)
+        return _open_hub(text, columns, cfg)
     raise InputError(
         f"dataset {text} not found: no such file or directory; pass a dataset folder, a CSV/JSONL "
         "file, a Hugging Face dataset name (org/name), "
@@ -54,25 +58,25 @@ def open_dataset(
     )
 
 
-def _open_local(path: Path, columns: Columns) -> Dataset:
+def _open_local(path: Path, columns: Columns, cfg: DataConfig | None) -> Dataset:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            return ParquetDataset(path, columns=columns)
+            return ParquetDataset(path, columns=columns, cfg=cfg)
         if suffix in TABLE_SUFFIXES:
-            return TableDataset(path, columns=columns)
+            return TableDataset(path, columns=columns, cfg=cfg)
         raise InputError(
             f"{path}: unsupported dataset file type '{suffix}'; "
             "pass a .parquet, .csv, .tsv or .jsonl file or a folder"
         )
     if is_release_dir(path):
-        return ReleaseDataset(path, columns=columns)
+        return ReleaseDataset(path, columns=columns, cfg=cfg)
     if find_parquet_files(path):
-        return ParquetDataset(path, columns=columns)
+        return ParquetDataset(path, columns=columns, cfg=cfg)
     tables = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
     preferred = [p for name in _TABLE_PREFERENCE for p in tables if p.name == name]
     if preferred or len(tables) == 1:
-        return TableDataset((preferred or tables)[0], name=str(path), columns=columns)
+        return TableDataset((preferred or tables)[0], name=str(path), columns=columns, cfg=cfg)
     if tables:
         names = ", ".join(p.name for p in tables)
         raise InputError(
@@ -85,10 +89,10 @@ def _open_local(path: Path, columns: Columns) -> Dataset:
     )
 
 
-def _open_hub(name: str, columns: Columns) -> Dataset:
+def _open_hub(name: str, columns: Columns, cfg: DataConfig | None) -> Dataset:
     snapshot = cached_snapshot(name)
     if snapshot is not None:
-        return ParquetDataset(snapshot, name=name, columns=columns)
+        return ParquetDataset(snapshot, name=name, columns=columns, cfg=cfg)
     if is_offline("datasets"):
         raise offline_error(name, "offline mode is on and it is not in the local cache")
-    return HubDataset(name, columns=columns)
+    return HubDataset(name, columns=columns, cfg=cfg)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from medcap.config import DataConfig
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -24,6 +25,7 @@ from medcap.data.dataset import (
     parse_cuis,
 )
 from medcap.data.images import IMAGE_SUFFIXES
+from medcap.data.paths import ImagePaths
 from medcap.data.table_reader import (
     file_digest,
     iter_table,
@@ -55,9 +57,12 @@ class ReleaseDataset(Dataset):
         *,
         name: str | None = None,
         columns: Columns = DEFAULT_COLUMNS,
+        cfg: DataConfig | None = None,
     ) -> None:
         self.root = Path(root)
-        super().__init__(name or str(root))
+        super().__init__(name or str(root), cfg)
+        encoding = self.config.encoding
+        self._paths = ImagePaths(self.root, allow_outside=self.config.allow_outside_paths)
         self._splits: dict[str, _SplitFiles] = {}
         for captions in sorted(self.root.glob(f"*{CAPTIONS_SUFFIX}")):
             raw = captions.name[: -len(CAPTIONS_SUFFIX)]
@@ -70,13 +75,13 @@ class ReleaseDataset(Dataset):
                     f"{self.root}: no image folder for split '{raw}' (looked for {looked}); "
                     "put the images there or pass a folder with a CSV/JSONL table instead"
                 )
-            names = table_columns(captions)
+            names = table_columns(captions, encoding)
             id_col = _column(names, columns.id, "ID", "id", captions)
             caption_col = _column(names, columns.caption, "Caption", "caption", captions)
             concepts = self._concepts_file(raw)
             cui_cols: tuple[str, str] | None = None
             if concepts is not None:
-                concept_columns = table_columns(concepts)
+                concept_columns = table_columns(concepts, encoding)
                 cui_cols = (
                     _column(concept_columns, columns.id, "ID", "id", concepts),
                     _column(concept_columns, columns.cui, "CUIs", "CUI", concepts),
@@ -102,7 +107,7 @@ class ReleaseDataset(Dataset):
 
     def cui_names(self) -> dict[str, str]:
         mapping = self.root / "cui_mapping.csv"
-        return read_cui_mapping(mapping) if mapping.is_file() else {}
+        return read_cui_mapping(mapping, self.config.encoding) if mapping.is_file() else {}
 
     def _concepts_file(self, raw: str) -> Path | None:
         for name in (f"{raw}_concepts.csv", f"{raw}_concepts_manual.csv"):
@@ -115,25 +120,30 @@ class ReleaseDataset(Dataset):
         cuis: dict[str, tuple[str, ...]] = {}
         if files.concepts is not None and files.cui_cols is not None:
             id_col, cui_col = files.cui_cols
-            for row in iter_table(files.concepts):
+            for row in iter_table(files.concepts, self.config.encoding):
                 cuis[str(row.get(id_col) or "").strip()] = parse_cuis(row.get(cui_col))
         images = _index_images(files.image_dir)
         source = files.captions.name
-        for number, row in enumerate(iter_table(files.captions)):
+        for number, row in enumerate(iter_table(files.captions, self.config.encoding)):
             image_id = str(row.get(files.id_col) or "").strip()
             stem = (
                 Path(image_id).stem if Path(image_id).suffix.lower() in IMAGE_SUFFIXES else image_id
             )
             found = images.get(stem)
+            path = files.image_dir / found if found else None
+            problem = None if found or not stem else f"image file not found in {files.image_dir}"
+            if path is not None:  # the image folder, or the file, may be a symlink
+                problem = self._paths.check(path)
+                path = None if problem else path
             yield RawRow(
                 source=source,
                 row=number,
                 image_id=stem,
                 caption=row.get(files.caption_col),
                 cuis=cuis.get(image_id, cuis.get(stem, ())),
-                image=ImageRef(path=str(files.image_dir / found)) if found else None,
+                image=ImageRef(path=str(path)) if path is not None else None,
                 extra={},
-                problem=None if found or not stem else f"image file not found in {files.image_dir}",
+                problem=problem,
             )
 
 

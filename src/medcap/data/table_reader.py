@@ -2,12 +2,14 @@
 
 Column names come from options (falling back to `DataConfig` defaults and a few common
 alternatives such as `file_name`, used by Hugging Face image folders). Image paths are
-relative to the table's folder unless absolute. Rows whose image file is missing are
-skipped and listed.
+relative to the table's folder and must stay inside it (see medcap.data.paths). Rows whose
+image file is missing or outside are skipped and listed.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import hashlib
 import json
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from medcap.config import DEFAULTS, DataConfig
 from medcap.data.dataset import (
     DEFAULT_COLUMNS,
     Columns,
@@ -24,6 +27,7 @@ from medcap.data.dataset import (
     order_splits,
     parse_cuis,
 )
+from medcap.data.paths import ImagePaths
 from medcap.errors import InputError
 from medcap.types import ImageRef
 
@@ -38,51 +42,77 @@ _FALLBACKS = {
 }
 
 
-def iter_table(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV/TSV (header row) or JSONL/JSON (objects) file, as dicts."""
+def iter_table(path: Path, encoding: str = DEFAULTS.data.encoding) -> Iterator[dict[str, Any]]:
+    """Rows of a CSV/TSV (header row) or JSONL/JSON (objects) file, as dicts.
+
+    Text that is not valid `encoding` raises InputError naming the file and the encoding.
+    """
+    with _decoding(path, encoding):
+        yield from _iter_table(path, _codec(encoding))
+
+
+def _iter_table(path: Path, codec: str) -> Iterator[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding=codec) as handle:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     yield _json_object(line, path, number)
         return
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding=codec))
         if not isinstance(data, list):
             raise InputError(
                 f"{path}: expected a JSON list of objects; use JSONL (one object per line)"
             )
         yield from (row for row in data if isinstance(row, dict))
         return
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding=codec, newline="") as handle:
         yield from csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
 
 
-def table_columns(path: Path) -> list[str]:
+def table_columns(path: Path, encoding: str = DEFAULTS.data.encoding) -> list[str]:
     """Column names: the CSV header, or the keys of the first JSON object."""
     if path.suffix.lower() in (".csv", ".tsv"):
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with _decoding(path, encoding), open(path, encoding=_codec(encoding), newline="") as f:
             header = next(
-                csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), []
+                csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), []
             )
         return [h for h in header]
-    for row in iter_table(path):
+    for row in iter_table(path, encoding):
         if BAD_ROW not in row:
             return list(row)
     return []
 
 
-def read_cui_mapping(path: Path) -> dict[str, str]:
+def read_cui_mapping(path: Path, encoding: str = DEFAULTS.data.encoding) -> dict[str, str]:
     """`cui_mapping.csv` (`CUI,Canonical name`) -> {CUI: name}."""
     mapping: dict[str, str] = {}
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with _decoding(path, encoding), open(path, encoding=_codec(encoding), newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         for row in reader:
             if len(row) >= 2 and row[0].strip():
                 mapping[row[0].strip()] = row[1].strip()
     return mapping
+
+
+def _codec(encoding: str) -> str:
+    """The codec to read with: utf-8 also skips a byte-order mark (Excel writes one)."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+@contextlib.contextmanager
+def _decoding(path: Path, encoding: str) -> Iterator[None]:
+    """Turn a decoding failure inside the block into one line naming the file and encoding."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise InputError(
+            f"{path}: not valid {encoding} text (cannot decode byte 0x{byte:02x}); "
+            "pass its encoding with --encoding, e.g. --encoding latin-1 or cp1252"
+        ) from None
 
 
 def pick_column(
@@ -109,7 +139,7 @@ def pick_column(
 
 def missing_column(source: Path, column: str, what: str, columns: Sequence[str]) -> InputError:
     """The one-line error for a missing column: file, column, columns present, the fix."""
-    present = ", ".join(columns) if columns else "none"
+    present = ", ".join(c if c.isprintable() else repr(c) for c in columns) or "none"
     flag = {"CUI": "cui", "id": "id"}.get(what, what)
     return InputError(
         f"{source}: missing {what} column '{column}'; columns present: {present}; "
@@ -135,11 +165,13 @@ class TableDataset(Dataset):
         *,
         name: str | None = None,
         columns: Columns = DEFAULT_COLUMNS,
+        cfg: DataConfig | None = None,
     ) -> None:
         self.table = Path(table)
-        super().__init__(name or str(table))
-        cfg = columns.config
-        names = table_columns(self.table)
+        super().__init__(name or str(table), cfg)
+        cfg = self.config
+        self._paths = ImagePaths(self.table.parent, allow_outside=cfg.allow_outside_paths)
+        names = table_columns(self.table, cfg.encoding)
         self._image_col = pick_column(
             names, columns.image, cfg.image_column, "image", self.table, required=True
         )
@@ -164,7 +196,7 @@ class TableDataset(Dataset):
             else:
                 found = {
                     normalise_split(str(r.get(self._split_col) or "train"))
-                    for r in iter_table(self.table)
+                    for r in iter_table(self.table, self.config.encoding)
                 }
                 self._splits = order_splits(found)
         return self._splits
@@ -173,10 +205,9 @@ class TableDataset(Dataset):
         return str(file_digest(self.table, hashlib.sha256(b"table-v1\n")).hexdigest())
 
     def _rows(self, split: str, *, with_images: bool = True) -> Iterator[RawRow]:
-        base = self.table.parent
         source = self.table.name
         core = {self._image_col, self._caption_col, self._id_col, self._cui_col, self._split_col}
-        for row_number, row in enumerate(iter_table(self.table)):
+        for row_number, row in enumerate(iter_table(self.table, self.config.encoding)):
             if (
                 self._split_col is not None
                 and normalise_split(str(row.get(self._split_col) or "train")) != split
@@ -190,11 +221,11 @@ class TableDataset(Dataset):
             elif stored is None or not str(stored).strip():
                 problem = f"missing value in image column '{self._image_col}'"
             else:
-                path = Path(str(stored).strip())
-                path = path if path.is_absolute() else base / path
-                if not path.is_file():
-                    problem = f"image file not found: {path}"
-                image = ImageRef(path=str(path))
+                path, problem = self._paths.resolve(str(stored))
+                if path is not None:
+                    if not path.is_file():
+                        problem = f"image file not found: {path}"
+                    image = ImageRef(path=str(path))
             image_id = row.get(self._id_col) if self._id_col else None
             if (image_id is None or str(image_id).strip() == "") and stored:
                 image_id = Path(str(stored)).stem

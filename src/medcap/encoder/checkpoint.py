@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,26 @@ def cached_fingerprint(checkpoint: Path) -> str | None:
     return remembered_fingerprint(checkpoint_key(checkpoint))
 
 
+# What loading a file that is not a tensor checkpoint raises: torch's weights-only unpickler
+# refusing a foreign object (its message advises turning that check off, which would run it), or
+# open_clip handling an allowed but foreign value (a list, a number) as a state dict.
+FOREIGN_CHECKPOINT_ERRORS = (pickle.UnpicklingError, AttributeError, TypeError, IndexError)
+
+
+def refused_checkpoint(path: str | Path) -> CorruptArtifactError:
+    """The one-line error for a file that is not a medcap/open_clip checkpoint."""
+    return CorruptArtifactError(
+        f"{path}: not a medcap/open_clip checkpoint, refused; pass a checkpoint written by "
+        "`medcap train` or an open_clip state dict"
+    )
+
+
 def load_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a resumable checkpoint: (model state dict, train state)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FOREIGN_CHECKPOINT_ERRORS:
+        raise refused_checkpoint(path) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise CorruptArtifactError(
             f"{path}: cannot read checkpoint ({exc}); delete it to start over"

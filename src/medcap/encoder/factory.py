@@ -10,7 +10,12 @@ from typing import Any
 
 import torch
 
-from medcap.encoder.checkpoint import checkpoint_key, read_sidecar
+from medcap.encoder.checkpoint import (
+    FOREIGN_CHECKPOINT_ERRORS,
+    checkpoint_key,
+    read_sidecar,
+    refused_checkpoint,
+)
 from medcap.encoder.hub import ensure_fetchable, fetch_failed
 from medcap.encoder.spec import (
     HUB_PREFIX,
@@ -114,6 +119,10 @@ def _build_builtin(spec: EncoderSpec, seed: int, probe_timeout_s: float) -> Buil
         ensure_fetchable(spec, probe_timeout_s=probe_timeout_s)
         try:
             model = open_clip.create_model(spec.name, pretrained=spec.tag)
+        except FOREIGN_CHECKPOINT_ERRORS:
+            if Path(spec.tag).is_file():
+                raise refused_checkpoint(spec.tag) from None
+            raise
         except RuntimeError as exc:
             if Path(spec.tag).is_file():
                 raise CorruptArtifactError(
@@ -162,6 +171,8 @@ def _build_checkpoint(spec: EncoderSpec) -> BuiltModel:
     key = checkpoint_key(spec.path)
     try:
         open_clip.load_checkpoint(model, str(spec.path), strict=True, weights_only=True)
+    except FOREIGN_CHECKPOINT_ERRORS:
+        raise refused_checkpoint(spec.path) from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
         raise CorruptArtifactError(
             f"{spec.path}: cannot load checkpoint ({first_line(exc, 200)}); retrain or pass another"

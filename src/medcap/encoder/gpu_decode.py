@@ -69,9 +69,13 @@ def decode_resize_gpu(
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    from medcap.data.images import exceeds_pixel_limit
+
     decoded: dict[int, torch.Tensor] = {}
-    failed: list[int] = []
-    jpegs = [i for i, b in enumerate(blobs) if b[:2] == JPEG_MAGIC]
+    # torchvision has no pixel limit: images over medcap's are refused from their header.
+    oversized = {i for i, b in enumerate(blobs) if exceeds_pixel_limit(b)}
+    failed = sorted(oversized)
+    jpegs = [i for i, b in enumerate(blobs) if b[:2] == JPEG_MAGIC and i not in oversized]
     if jpegs:
         data = [torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in jpegs]
         try:
@@ -87,9 +91,9 @@ def decode_resize_gpu(
                         failed.append(i)
                     else:
                         decoded[i] = cpu.to(device)
-    jpeg_set = set(jpegs)
+    done = set(jpegs) | oversized
     for i, blob in enumerate(blobs):
-        if i in jpeg_set:
+        if i in done:
             continue
         image = _cpu_decode(blob)
         if image is None:

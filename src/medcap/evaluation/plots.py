@@ -170,7 +170,7 @@ def plot_attributes(entries: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def _thumb(ax: Any, path: Path | None, border: str | None) -> None:
     plt = _pyplot()
-    if path is not None and path.exists():
+    if path is not None and path.is_file():
         ax.imshow(plt.imread(str(path)), cmap="gray")
     else:
         ax.imshow(np.full((8, 8), 0.85), cmap="gray", vmin=0, vmax=1)
@@ -181,6 +181,15 @@ def _thumb(ax: Any, path: Path | None, border: str | None) -> None:
         for spine in ax.spines.values():
             spine.set_edgecolor(border)
             spine.set_linewidth(4)
+
+
+def _thumb_path(folder: Path, name: str | None) -> Path | None:
+    """A thumbnail named in a report, only if it lies inside the report's folder (a report
+    naming `../../secret.png` must not put another file's pixels into a plot)."""
+    if not name:
+        return None
+    path = (folder / name).resolve()
+    return path if path.is_relative_to(folder.resolve()) else None
 
 
 def plot_examples(
@@ -197,8 +206,7 @@ def plot_examples(
         len(examples), n_cols, figsize=(2.6 * n_cols, 3.4 * len(examples)), squeeze=False
     )
     for row, ex in enumerate(examples):
-        thumb = thumbnails.get(ex["image_id"])
-        _thumb(axes[row][0], out_dir / thumb if thumb else None, "#1f4e9c")
+        _thumb(axes[row][0], _thumb_path(out_dir, thumbnails.get(ex["image_id"])), "#1f4e9c")
         axes[row][0].set_title(f"query {ex['image_id']}", fontsize=8, color="#1f4e9c")
         axes[row][0].set_xlabel(_wrap(ex["caption"]), fontsize=7)
         hits = ex["neighbours"].get(label, [])
@@ -208,9 +216,9 @@ def plot_examples(
                 ax.axis("off")
                 continue
             hit = hits[col - 1]
-            thumb = thumbnails.get(hit["image_id"])
+            thumb = _thumb_path(out_dir, thumbnails.get(hit["image_id"]))
             color = "#2e8b3e" if hit["hit"] else "#c0392b"
-            _thumb(ax, out_dir / thumb if thumb else None, color)
+            _thumb(ax, thumb, color)
             mark = "pair" if hit["hit"] else "other"
             ax.set_title(f"#{col}  cos {hit['score']:.3f}  ({mark})", fontsize=8, color=color)
             ax.set_xlabel(_wrap(hit["caption"]), fontsize=7)

@@ -67,11 +67,16 @@ def load_report(path: str | Path) -> dict[str, Any]:
         path = path / REPORT_JSON
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a directory written by `medcap eval ...`")
+    return parse_report(path.read_bytes(), path)
+
+
+def parse_report(data: bytes, path: Path) -> dict[str, Any]:
+    """A report dict from the bytes of `path` (a report.json), checked like `load_report`."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        report = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptArtifactError(
-            f"{path}: not valid JSON ({exc}); rerun the evaluation"
+            f"{path}: not valid JSON ({str(exc)[:200]}); rerun the evaluation"
         ) from None
     if not isinstance(report, dict) or report.get("kind") not in KINDS:
         raise CorruptArtifactError(f"{path}: not a medcap report (no known `kind`)")

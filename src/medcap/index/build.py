@@ -225,6 +225,7 @@ def build_index(
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
     part: str = "",
+    kept_columns: Sequence[str] | None = None,
 ) -> IndexDir:
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
@@ -234,7 +235,8 @@ def build_index(
     removes the work directory. `source_skipped` (e.g. a dataset's `.skipped` list, read
     after iteration) is added to the skipped list. `part` "i/n" indexes every n-th
     shard-sized chunk from the i-th: a searchable index of its own (empty when no chunk
-    falls to it), which `merge_parts` joins with the other parts. Holds the output's
+    falls to it), which `merge_parts` joins with the other parts. `kept_columns` (the
+    reader's `DataConfig.keep_columns`) is recorded in the manifest. Holds the output's
     lock (medcap.locking) throughout.
 
     >>> enc = load_encoder("medcap-tiny")
@@ -292,7 +294,8 @@ def build_index(
         encoder_info = EncoderInfo(
             encoder.spec, encoder.fingerprint, encoder.embed_dim, _checkpoint_path(encoder.spec)
         )
-        source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso())
+        kept = None if kept_columns is None else tuple(kept_columns)
+        source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso(), kept)
         plan = plan_for(count, encoder.embed_dim, cfg)
         finalize_index(
             work, out, new_manifest(encoder_info, source, plan, thumbnails=thumbs, part=part),
@@ -316,6 +319,7 @@ def add_to_index(
     make_thumbnail: Thumbnailer | None = None,
     source_skipped: Sequence[Skipped] | None = None,
     verify: bool | None = None,
+    kept_columns: Sequence[str] | None = None,
 ) -> tuple[IndexDir, int]:
     """Append new cases to an index built with the same encoder; returns (index, added).
 
@@ -358,7 +362,8 @@ def add_to_index(
                     f"indexed or skipped ({len(skipped)} skipped)"
                 )
             m = old.manifest
-            source = SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso())
+            kept = None if kept_columns is None else tuple(kept_columns)
+            source = SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso(), kept)
             grown = dataclasses.replace(m, count=m.count + added, sources=(*m.sources, source))
             finalize_index(
                 work, path, grown, names=old_names + new_names,

@@ -66,6 +66,13 @@ class SourceInfo:
     split: str
     count: int  # cases indexed from it
     added_at: str
+    # The metadata columns allowed into items.parquet (DataConfig.keep_columns); None: not
+    # recorded (an index written before medcap recorded it, or by a caller that did not say).
+    kept_columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kept_columns is not None:  # JSON gives a list
+            object.__setattr__(self, "kept_columns", tuple(str(c) for c in self.kept_columns))
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,9 @@ def _merge_into(
     # Every part lists the reader's own skips (empty captions, ...): keep each entry once.
     skipped_all = list(dict.fromkeys([s for p in parts for s in p.skipped()] + dropped))
     data = first.sources[0]
-    source = SourceInfo(data.dataset, data.fingerprint, data.split, sum(counts), now_iso())
+    source = SourceInfo(
+        data.dataset, data.fingerprint, data.split, sum(counts), now_iso(), data.kept_columns
+    )
     plan = plan_for(source.count, first.dim, cfg)
     thumbs = all(p.manifest.has_thumbnails for p in parts)
     return finalize_index(

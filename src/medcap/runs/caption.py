@@ -28,7 +28,7 @@ from pathlib import Path
 
 from medcap.atomic import write_json_atomic
 from medcap.clock import now_iso
-from medcap.config import DEFAULTS, GenerationConfig, current
+from medcap.config import DEFAULTS, DataConfig, GenerationConfig, current
 from medcap.errors import InputError
 from medcap.generation.backends.base import CaptionBackend
 from medcap.generation.captioning import (
@@ -278,17 +278,19 @@ def caption_split(
     retriever: NeighbourSearch | None = None,
     backend: CaptionBackend | None = None,
     verify: bool | None = None,
+    data_cfg: DataConfig | None = None,
 ) -> RunSummary:
     """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`.
 
     `cfg.k` beyond the index size is clamped to it (with a logged note), as search does.
-    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    `verify` checks the index files' checksums (default: IndexConfig.verify); `data_cfg`
+    says how `run.data` is read (default: the active config's DataConfig).
     """
     from medcap.data.readers import open_dataset
 
     out = Path(run.out)
     with output_lock(out):
-        dataset = open_dataset(run.data, cfg=current().data)
+        dataset = open_dataset(run.data, cfg=data_cfg or current().data)
         if run.split not in dataset.splits():
             raise InputError(
                 f"{run.data} has no split {run.split!r}; it has {', '.join(dataset.splits())}"

@@ -130,7 +130,7 @@ def run_demo(
 
     data_dir = out / "phantoms"
     say(f"[1/7] generating {cfg.n} phantom cases (seed {cfg.seed}) -> {data_dir}")
-    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size, config=root.data)
+    build_phantoms(data_dir, cfg.n, cfg.seed, image_size=cfg.image_size, cfg=root.data)
     dataset = open_dataset(data_dir, cfg=root.data)
     lap("phantoms")
 
@@ -156,6 +156,7 @@ def run_demo(
         progress=progress,
         total=dataset.count("train"),
         make_thumbnail=thumbnailer(root.index.thumbnail_size),
+        kept_columns=dataset.config.keep_columns,
     )
     save_image_tower(encoder)  # `medcap search` on the demo index starts without open_clip
     lap("index")

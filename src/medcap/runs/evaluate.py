@@ -18,7 +18,7 @@ from typing import Any
 
 from medcap import __version__
 from medcap.clock import now_iso
-from medcap.config import EvalConfig, RetrievalConfig, current
+from medcap.config import DataConfig, EvalConfig, RetrievalConfig, current
 from medcap.errors import InputError
 from medcap.evaluation.report import write_report
 from medcap.retrieval.evaluate import DIRECTIONS
@@ -104,13 +104,21 @@ def evaluate_retrieval_run(
     device: str = "auto",
     batch_size: int | None = None,
     progress: bool = False,
+    data_cfg: DataConfig | None = None,
 ) -> RetrievalEvaluation:
-    """Evaluate one or more encoders (specs, or loaded encoders) on a split of `data`."""
+    """Evaluate one or more encoders (specs, or loaded encoders) on a split of `data`.
+
+    `data_cfg` says how `data` is read (default: the active config's DataConfig); a
+    `group_by` column is read even when it is not in its `keep_columns`: naming it keeps it.
+    """
     from medcap.data.readers import open_dataset
     from medcap.retrieval.evaluate import evaluate_retrieval, sample_positions, select_records
 
     start = time.perf_counter()
-    dataset = open_dataset(data, cfg=current().data)
+    data_cfg = data_cfg or current().data
+    if group_by and group_by not in data_cfg.keep_columns:
+        data_cfg = dataclasses.replace(data_cfg, keep_columns=(*data_cfg.keep_columns, group_by))
+    dataset = open_dataset(data, cfg=data_cfg)
     total = dataset.count(split)
     if total == 0:
         raise InputError(f"split {split!r} of {data} has no usable cases; nothing to evaluate")
@@ -184,10 +192,12 @@ def run_concept_evaluation(
     device: str = "auto",
     retriever: Any | None = None,
     verify: bool | None = None,
+    data_cfg: DataConfig | None = None,
 ) -> Path:
     """Predict each query's CUIs from its index neighbours (self excluded) and score F1.
 
-    `verify` checks the index files' checksums (default: IndexConfig.verify).
+    `verify` checks the index files' checksums (default: IndexConfig.verify); `data_cfg`
+    says how `data` is read (default: the active config's DataConfig).
     """
     from medcap.data.readers import open_dataset
     from medcap.evaluation.concepts import concept_f1_per_query, predict_concepts, threshold_sweep
@@ -195,7 +205,7 @@ def run_concept_evaluation(
 
     start = time.perf_counter()
     retriever = retriever or open_retriever(index_dir, device=device, verify=verify)
-    dataset = open_dataset(data, cfg=current().data)
+    dataset = open_dataset(data, cfg=data_cfg or current().data)
     k = min(cfg.concept_k, len(retriever.index))
     ids: list[str] = []
     gold: list[tuple[str, ...]] = []
@@ -282,15 +292,16 @@ def run_concept_evaluation(
 
 
 def load_images_by_id(
-    source: str | Path, image_ids: Iterable[str]
+    source: str | Path, image_ids: Iterable[str], data_cfg: DataConfig | None = None
 ) -> tuple[dict[str, Any], list[Skipped]]:
-    """Decode the images of `image_ids` from a dataset (any split); list the ones not found."""
+    """Decode the images of `image_ids` from a dataset (any split, read as `data_cfg` says;
+    default: the active config's); list the ones not found."""
     from medcap.data.images import load_image
     from medcap.data.readers import open_dataset
     from medcap.errors import ImageDecodeError
 
     wanted = set(image_ids)
-    dataset = open_dataset(source, cfg=current().data)
+    dataset = open_dataset(source, cfg=data_cfg or current().data)
     found: dict[str, Any] = {}
     skipped: list[Skipped] = []
     for split in dataset.splits():
@@ -345,11 +356,12 @@ def run_caption_evaluation(
     data: str | Path | None = None,
     bertscore: bool = True,
     device: str | None = None,
+    data_cfg: DataConfig | None = None,
 ) -> CaptionScores:
     """Score a results file (`medcap caption --out`): BLEU, METEOR, ROUGE-L, CIDEr, ...
 
     CLIPScore/RefCLIPScore need both `model` (an encoder spec, or a loaded encoder) and
-    `data` (the dataset holding the results' images).
+    `data` (the dataset holding the results' images, read as `data_cfg` says).
     """
     from medcap.evaluation.caption_metrics import evaluate_caption_results, load_caption_results
 
@@ -361,7 +373,8 @@ def run_caption_evaluation(
             raise InputError(
                 "CLIPScore needs both --model (an encoder) and --data (the dataset with the images)"
             )
-        images, image_skipped = load_images_by_id(data, load_caption_results(results).image_ids)
+        ids = load_caption_results(results).image_ids
+        images, image_skipped = load_images_by_id(data, ids, data_cfg)
         encoder = _load(model, device or current().encoder.device)
     report = evaluate_caption_results(
         results,

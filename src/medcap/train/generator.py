@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap.atomic import write_json_atomic
-from medcap.config import DEFAULTS, GenerationConfig, current
+from medcap.config import DEFAULTS, DataConfig, GenerationConfig, current
 from medcap.errors import InputError
 from medcap.generation.backends.base import backend_class, not_fine_tunable
 from medcap.generation.captioning import (
@@ -24,7 +24,8 @@ from medcap.generation.captioning import (
 from medcap.index.manifest import index_fingerprint
 from medcap.locking import output_lock
 from medcap.runs.identity import Identity, as_json, read_identity, refuse_difference
-from medcap.train.lora import LoraResult, latest_checkpoint, lora_targets, train_lora
+from medcap.train.lora import LoraResult, lora_targets, train_lora
+from medcap.train.lora_checkpoint import latest_checkpoint
 
 IDENTITY_FILE = "run_identity.json"  # beside the LoRA checkpoints: what they were trained on
 
@@ -61,6 +62,7 @@ def train_generator(
     progress: bool = True,
     retriever: RecordSearch | None = None,
     verify: bool | None = None,
+    data_cfg: DataConfig | None = None,
 ) -> LoraResult:
     """LoRA-tune generator `cfg.backend` on `cfg.train_split` of `data`; neighbours: `index_dir`.
 
@@ -68,7 +70,8 @@ def train_generator(
     `cfg.lora_eval_split` when `data` has that split. The run's identity (data, split, index,
     base model, prompt and LoRA settings) is kept in `out_dir/run_identity.json`; `resume`
     continues only a run with the same identity. `verify` checks the index files' checksums
-    (default: IndexConfig.verify). Holds the output folder's lock (medcap.locking) throughout.
+    (default: IndexConfig.verify); `data_cfg` says how `data` is read (default: the active
+    config's DataConfig). Holds the output folder's lock (medcap.locking) throughout.
     """
     from medcap.data.readers import open_dataset
 
@@ -76,7 +79,7 @@ def train_generator(
         raise InputError(not_fine_tunable(cfg.backend))
     out = Path(out_dir)
     with output_lock(out):
-        dataset = open_dataset(data, cfg=current().data)
+        dataset = open_dataset(data, cfg=data_cfg or current().data)
         if cfg.train_split not in dataset.splits():
             raise InputError(
                 f"{data} has no split {cfg.train_split!r}; it has {', '.join(dataset.splits())}"

@@ -3,10 +3,11 @@
 Only the adapter is trained and saved (`adapter_model.safetensors` + `adapter_config.json`,
 whose `target_modules` are the backend's own unless `GenerationConfig.lora_targets` names
 others, plus `medcap_adapter.json` with the base model, template and k). Resumable
-checkpoints hold the adapter, the optimizer and the RNG state, so a resumed run continues
-exactly where it stopped. Writes `metrics.jsonl` (training loss, lr and samples/s per step;
-validation loss after each epoch) with its TensorBoard mirror `tensorboard/`
-(medcap.train.log), and `loss.png`.
+checkpoints (medcap.train.lora_checkpoint: safetensors and JSON, never pickle) hold the
+adapter, the optimizer and the RNG state, so a resumed run continues exactly where it
+stopped. Writes `metrics.jsonl` (training loss, lr and samples/s per step; validation loss
+after each epoch) with its TensorBoard mirror `tensorboard/` (medcap.train.log), and
+`loss.png`.
 """
 
 from __future__ import annotations
@@ -22,19 +23,22 @@ from typing import TYPE_CHECKING, Any
 
 from medcap.clock import now_iso
 from medcap.config import DEFAULTS, GenerationConfig
-from medcap.errors import CorruptArtifactError, InputError
+from medcap.errors import InputError
 from medcap.generation.adapter import AdapterInfo, write_adapter_info
 from medcap.generation.backends.base import backend_class, not_fine_tunable
 from medcap.generation.collate import TrainExample, collate, encode_example
 from medcap.train.log import MetricsLog
+from medcap.train.lora_checkpoint import (
+    CHECKPOINT_DIR,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoints"
-KEEP_CHECKPOINTS = 2
 
 
 @dataclass
@@ -154,59 +158,6 @@ def _step_order(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     return order[within * batch_size : (within + 1) * batch_size]
 
 
-def _save_checkpoint(
-    model: Any, optimizer: Any, step: int, losses: list[float], out_dir: Path
-) -> Path:
-    import torch
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    root = out_dir / CHECKPOINT_DIR
-    final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(state, str(tmp / "adapter.safetensors"))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "step": step,
-            "losses": losses,
-        },
-        tmp / "trainer.pt",
-    )
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in sorted(root.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint directory of a run, if any."""
-    found = sorted((Path(out_dir) / CHECKPOINT_DIR).glob("step-*"))
-    return found[-1] if found else None
-
-
-def _load_checkpoint(model: Any, optimizer: Any, path: Path) -> tuple[int, list[float]]:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    try:
-        set_peft_model_state_dict(model, load_file(str(path / "adapter.safetensors")))
-        state = torch.load(path / "trainer.pt", weights_only=False)
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise CorruptArtifactError(
-            f"checkpoint {path} is damaged ({exc}); delete it to resume from an older one"
-        ) from None
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return int(state["step"]), list(state["losses"])
-
-
 def plot_losses(losses: Sequence[float], path: Path) -> Path:
     """Write the training-loss curve as a PNG."""
     from matplotlib.figure import Figure
@@ -265,7 +216,7 @@ def train_lora(
     step, losses = 0, list[float]()
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        step, losses = _load_checkpoint(peft_model, optimizer, checkpoint)
+        step, losses = load_checkpoint(peft_model, optimizer, checkpoint)
         log.info("resuming generator training from %s (step %d of %d)", checkpoint, step, total)
     elif not resume:
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
@@ -315,7 +266,7 @@ def train_lora(
                 valid_loss = evaluate_loss(peft_model, processor, eval_examples, kind=kind, cfg=cfg)
                 metrics.append("eval", step=step, epoch=(step - 1) // per_epoch, loss=valid_loss)
             if step % cfg.lora_checkpoint_every == 0 or step == total:
-                _save_checkpoint(peft_model, optimizer, step, losses, out)
+                save_checkpoint(peft_model, optimizer, step, losses, out)
                 metrics.flush()
             last = time.perf_counter()  # validation and checkpoints are not training throughput
     finally:

@@ -1,8 +1,10 @@
-"""Benchmarks page: render an evaluation report.json (tables, recall curves, example grids)."""
+"""Benchmarks page: render an evaluation report.json (tables, recall curves, example grids).
+
+Reports are read only from the folders the server was started with (`--reports`, default:
+the index directory); see medcap.app.report_access.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import streamlit as st
 
@@ -13,38 +15,41 @@ from medcap.errors import MedcapError
 _OTHER = "Another path..."
 
 st.title("Benchmarks")
-loaded, _ = resources.index_or_problem()
-root = loaded.path.parent if loaded is not None else Path.cwd()
+access = resources.report_access()
+folders = ", ".join(f"`{root}`" for root in access.roots) or "no report folders"
 
 requested = st.query_params.get("report")
-found = [str(p) for p in find_reports(root)]
+found = [str(p) for p in find_reports(access)]
 if requested:
     choice = requested
 else:
     options = [*found, _OTHER]
     choice = st.selectbox(
-        f"Reports found under `{root}`" if found else f"No report.json found under `{root}`",
+        f"Reports found under {folders}" if found else f"No report.json found under {folders}",
         options,
         key="benchmark-choice",
     )
     if choice == _OTHER:
         choice = st.text_input(
-            "Path to a report.json (or the folder holding it)",
-            placeholder="runs/demo/eval/report.json",
+            "Path to a report.json (or the folder holding it) under the report folders",
+            placeholder="eval/report.json",
             key="benchmark-path",
         ).strip()
 if not choice:
     st.info(
-        "Write a report with `medcap eval retrieval ...` (or `medcap demo`), then choose it here.",
+        "Write a report with `medcap eval retrieval ...` (or `medcap demo`) into a folder "
+        "given with `medcap app --reports DIR`, then choose it here.",
         icon=":material/info:",
     )
     st.stop()
 
 try:
-    path = Path(choice).expanduser()
-    json_path = path / "report.json" if path.is_dir() else path
+    json_path = access.locate(choice)
     view = resources.load_report_view(
-        str(json_path), json_path.stat().st_mtime_ns if json_path.exists() else 0
+        str(json_path),
+        tuple(str(root) for root in access.roots),
+        access.max_bytes / (1024 * 1024),
+        json_path.stat().st_mtime_ns,
     )
 except MedcapError as exc:
     views.show_error(exc)
@@ -57,10 +62,12 @@ if view.headline:
     ):
         col.metric(label, value)
 for block in view.blocks:
-    if block.kind == "image" and block.image is not None:
-        if block.image.exists():
+    if block.kind == "image":
+        if block.image is not None and block.image.exists():
             st.image(str(block.image), caption=block.text or None)
         else:
-            st.warning(f"plot {block.image.name} is missing", icon=":material/broken_image:")
+            name = block.image.name if block.image is not None else block.text
+            st.warning(f"plot {name} is missing or outside the report folders",
+                       icon=":material/broken_image:")  # fmt: skip
     else:
         st.markdown(block.text)

@@ -92,14 +92,14 @@ def make_phantom(seed: int, index: int, image_size: int) -> tuple[PhantomCase, b
 
 
 def iter_phantom_records(
-    n: int, seed: int | None = None, image_size: int | None = None, config: DataConfig | None = None
+    n: int, seed: int | None = None, image_size: int | None = None, cfg: DataConfig | None = None
 ) -> Iterator[Record]:
     """Generate `n` phantom records in memory, split by the configured fractions."""
-    config = config or DEFAULTS.data
-    seed = config.phantom_seed if seed is None else seed
-    size = image_size or config.phantom_image_size
+    cfg = cfg or DEFAULTS.data
+    seed = cfg.phantom_seed if seed is None else seed
+    size = image_size or cfg.phantom_image_size
     index = 0
-    for split, count in split_counts(n, config.phantom_split_fractions).items():
+    for split, count in split_counts(n, cfg.phantom_split_fractions).items():
         for _ in range(count):
             case, data, caption = make_phantom(seed, index, size)
             image_id = f"phantom_{split}_{index:06d}"
@@ -120,38 +120,53 @@ def build_phantoms(
     n: int,
     seed: int,
     image_size: int | None = None,
-    config: DataConfig | None = None,
+    cfg: DataConfig | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write `n` phantoms to `out_dir` in layout (a): `data/{split}-NNNNN-of-NNNNN.parquet`.
 
-    The `data/` folder is replaced atomically; other files in `out_dir` are left alone.
-    Returns `out_dir`.
+    `out_dir` must be new or empty unless `overwrite`; then its `data/` folder is replaced
+    atomically and other files in it are left alone. Returns `out_dir`.
     """
-    config = config or DEFAULTS.data
-    size = image_size or config.phantom_image_size
+    cfg = cfg or DEFAULTS.data
+    size = image_size or cfg.phantom_image_size
     if size < 32:
         raise InputError(f"phantom image size {size} is too small; use at least 32 pixels")
     out = Path(out_dir)
+    _check_writable(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / ".data.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    counts = split_counts(n, config.phantom_split_fractions)
-    records = iter_phantom_records(n, seed, size, config)
+    counts = split_counts(n, cfg.phantom_split_fractions)
+    records = iter_phantom_records(n, seed, size, cfg)
     for split in SPLITS:
         count = counts[split]
-        shards = max(1, math.ceil(count / config.phantom_shard_rows)) if count else 0
+        shards = max(1, math.ceil(count / cfg.phantom_shard_rows)) if count else 0
         for shard in range(shards):
-            rows = min(config.phantom_shard_rows, count - shard * config.phantom_shard_rows)
+            rows = min(cfg.phantom_shard_rows, count - shard * cfg.phantom_shard_rows)
             batch = [next(records) for _ in range(rows)]
             _write_shard(partial / f"{split}-{shard:05d}-of-{shards:05d}.parquet", batch)
     final = out / "data"
-    if final.exists():
-        shutil.rmtree(final)
+    if final.is_symlink() or final.is_file():
+        final.unlink()
+    elif final.exists():
+        shutil.rmtree(final)  # only reached with overwrite (or in a folder that was empty)
     partial.rename(final)
     _write_sidecars(out, n, seed, size, counts)
     log.debug("wrote %d phantoms (seed %d, %d px) to %s", n, seed, size, out)
     return out
+
+
+def _check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse a file, and a non-empty folder unless `overwrite` (it may hold a user's data)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is an existing file, not a folder; pass a new or empty folder")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise InputError(
+            f"{out} is not empty; pass a new or empty folder, or --overwrite to replace its data/"
+        )
 
 
 def _write_shard(path: Path, records: list[Record]) -> None:
