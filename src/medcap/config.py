@@ -43,6 +43,8 @@ class EncoderConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers for image decoding
+    # auto: JPEG/PNG decoded on the device (nvjpeg) under CUDA, by Pillow in workers on the CPU
+    image_decode: Literal["auto", "workers", "device"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     init_seed: int = 0  # random-init specs (a name without tag, an architecture JSON) are seeded
     hub_probe_timeout_s: float = 3.0  # how long to wait for the hub before calling it offline

@@ -137,6 +137,8 @@ class _Loop:
             self.valid = load_split(dataset, "valid", run.cfg.eval_max_items, run)
             if len(self.valid) < 2:
                 log.warning("%s has no validation split: best.pt is the last epoch", run.source)
+        # Cached batches are exact slices of one permutation: every process's are equal in size.
+        run.equal_batches = self.train.cached
         if run.device.type == "cuda" and self.train.images is not None:
             # A cache that fits the budget lives on the GPU: a step never waits for the host.
             self.train.images = self.train.images.to(run.device)
