@@ -201,17 +201,19 @@ def _resize(batch: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         new_h, new_w = size, int(size * w / h)
     else:
         new_h, new_w = int(size * h / w), size
-    if (new_h, new_w) == (h, w):
-        x = batch
-    else:
-        x = F.interpolate(
-            batch.float(),
-            size=(new_h, new_w),
-            mode=geometry.interpolation,
-            antialias=True,  # PIL's filter (bicubic a = -0.5), as the Pillow path
-            align_corners=False,
-        )
-        x = x.round_().clamp_(0, 255).to(torch.uint8)
+    x = batch
+    # Like PIL: the width pass, then the height pass, each rounded and clipped to 8 bits (the
+    # clipping between passes matters for sharp edges, where the bicubic filter overshoots).
+    for size_hw in ((h, new_w), (new_h, new_w)):
+        if tuple(x.shape[-2:]) != size_hw:
+            y = F.interpolate(
+                x.float(),
+                size=size_hw,
+                mode=geometry.interpolation,
+                antialias=True,  # PIL's filter (bicubic a = -0.5), as the Pillow path
+                align_corners=False,
+            )
+            x = y.round_().clamp_(0, 255).to(torch.uint8)
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     return x[..., top : top + size, left : left + size]
 

@@ -74,14 +74,10 @@ def encode_example(
         )
         prefix = enc["input_ids"][0]
         target = torch.tensor(_target_ids(tokenizer, example.target, leading_space=False))
-        mm_types = torch.cat(
-            [enc["mm_token_type_ids"][0], torch.zeros(len(target), dtype=torch.long)]
-        )
-        extra = {
-            "pixel_values": enc["pixel_values"],
-            "image_grid_thw": enc["image_grid_thw"],
-            "mm_token_type_ids": mm_types,
-        }
+        extra = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+        if "mm_token_type_ids" in enc:  # newer 5.x processors return them; M-RoPE reads them
+            zeros = torch.zeros(len(target), dtype=torch.long)
+            extra["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"][0], zeros])
     input_ids = torch.cat([prefix, target])
     labels = torch.cat([torch.full_like(prefix, IGNORE_INDEX), target])
     return {"input_ids": input_ids, "labels": labels, **extra}
@@ -117,5 +113,6 @@ def collate(
     batch["pixel_values"] = torch.cat([item["pixel_values"] for item in items])
     if kind == "qwen2-vl":
         batch["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in items])
-        batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
+        if "mm_token_type_ids" in items[0]:
+            batch["mm_token_type_ids"] = pad("mm_token_type_ids", 0)
     return batch
