@@ -25,8 +25,9 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
 
+# The default suite runs on the CPU everywhere; GPU tests run with `make gpu-check`.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	MEDCAP_TEST_CPU_ONLY=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
