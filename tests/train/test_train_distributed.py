@@ -38,7 +38,8 @@ def siglip_config(folder: Path) -> Path:
 def _step(
     world_size: int, rank: int, accum: int, model: str = "medcap-tiny", steps: int = 1
 ) -> dict[str, torch.Tensor]:
-    """`steps` optimizer steps of this process's share of the fixed global batch."""
+    """`steps` optimizer steps of this process's share of the fixed global batch (SigLIP runs
+    take the gather for equal-sized batches, which skips the size exchange)."""
     from medcap.train.setup import build_run
     from medcap.train.step import train_step
 
@@ -47,6 +48,7 @@ def _step(
         device="cpu", lr=1e-3,
     )  # fmt: skip
     run = build_run(model, cfg, rank, world_size, torch.device("cpu"))
+    run.equal_batches = model != "medcap-tiny"
     # Plain SGD: the step is the gradient itself. (Adam's first step is lr * sign(grad), which
     # turns float noise on zero gradients, such as the attention key biases', into lr.)
     run.optimizer = torch.optim.SGD(run.core.parameters(), lr=1.0)

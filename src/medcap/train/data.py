@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 import torch
 from torch.utils.data import DistributedSampler
 
-from medcap.encoder.decode import decode_batches, skipped_entry
+from medcap.encoder.decode import ImageDecoder, decode_batches, skipped_entry
 from medcap.types import Record, Skipped
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class CaseTensors:
     num_workers: int = 0
     image_size: int | None = None  # model input size: JPEGs decode at no less than this
     skipped: list[Skipped] = field(default_factory=list)
+    # Uncached cases decode every epoch in these workers, started once for the whole run.
+    decoder: ImageDecoder | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -66,13 +68,11 @@ class CaseTensors:
                 yield CaseBatch(list(batch), self.images[part], part)
             return
         seen = {s.image_id for s in self.skipped}
-        for decoded in decode_batches(
-            self.records,
-            self.transform,
-            batches=batches,
-            num_workers=self.num_workers,
-            draft_size=self.image_size,
-        ):
+        if self.decoder is None:
+            self.decoder = ImageDecoder(
+                self.transform, num_workers=self.num_workers, draft_size=self.image_size
+            )
+        for decoded in self.decoder.batches(self.records, batches=batches):
             for i, reason in decoded.failures:
                 if self.records[i].image_id not in seen:
                     seen.add(self.records[i].image_id)
