@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= gen,app,eval,tb,dev
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,9 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
 
+# The default suite runs on the CPU everywhere; GPU tests run with `make gpu-check`.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	MEDCAP_TEST_CPU_ONLY=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -35,6 +36,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Every GPU path and GPU benchmark in under 8 minutes, one summary table (CPU smoke runs
+# without CUDA). No .venv is made: it uses .venv when there is one, else $(PYTHON); a Python
+# given on the command line always wins (make gpu-check PYTHON=python3). Results go to OUT.
+GPU_PYTHON = $(if $(filter command line,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)))
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(if $(OUT),--out $(OUT))
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

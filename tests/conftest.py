@@ -1,4 +1,9 @@
-"""Test environment: offline, CPU only, 2 threads, seeded, loopback-only sockets."""
+"""Test environment: offline, 2 threads, seeded, loopback-only sockets.
+
+CUDA stays visible unless `MEDCAP_TEST_CPU_ONLY=1` (which `make test` sets, so the default
+suite is the same on every machine); `gpu`-marked tests run where CUDA is visible and are
+skipped elsewhere: `pytest -m gpu` (or `make gpu-check`) on a GPU machine.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ["CUDA_VISIBLE_DEVICES"] = ""
+if os.environ.get("MEDCAP_TEST_CPU_ONLY", "") not in ("", "0"):
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["MPLBACKEND"] = "Agg"
@@ -66,7 +72,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         has_cuda = torch.cuda.is_available()
     except ImportError:
         has_cuda = False
-    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    hidden = (
+        " (hidden by MEDCAP_TEST_CPU_ONLY)" if os.environ.get("CUDA_VISIBLE_DEVICES") == "" else ""
+    )
+    skip_gpu = pytest.mark.skip(reason=f"needs CUDA{hidden}")
     skip_real = pytest.mark.skip(reason="needs real local checkpoints (MEDCAP_REAL_WEIGHTS=1)")
     for item in items:
         if "gpu" in item.keywords and not has_cuda:

@@ -38,7 +38,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "config_files": ({"config", "errors"}, set()),
     "devices": ({"errors"}, {"torch"}),
     "data": (BASE, {"PIL", "numpy", "pyarrow", "datasets", "pydicom"}),
-    "index": (BASE, {"numpy", "faiss", "pyarrow", "tqdm", "torch"}),
+    "index": (BASE | {"devices"}, {"numpy", "faiss", "pyarrow", "tqdm", "torch"}),
     "encoder": (
         BASE | {"data", "devices"},
         {"torch", "torchvision", "open_clip", "numpy", "PIL", "tqdm", "huggingface_hub"},

@@ -24,6 +24,7 @@ from medcap.errors import InputError
 IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
 SearchMode = Literal["captions", "images"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # auto: bf16 on GPU, fp32 on CPU
+ImageDecode = Literal["auto", "workers", "device"]  # where encode_cases decodes JPEG/PNG
 RankTies = Literal["pessimistic", "optimistic"]
 ConsensusSimilarity = Literal["cider-d", "token-f1"]
 Duplicates = Literal["error", "mean"]  # mean: each image's rows weigh 1/m
@@ -129,6 +130,8 @@ class EncoderConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers for image decoding
+    # auto: JPEG/PNG decoded on the device (nvjpeg) under CUDA, by Pillow in workers on the CPU
+    image_decode: ImageDecode = "auto"
     precision: Precision = "auto"  # auto: bf16 on GPU, fp32 on CPU
     init_seed: int = 0  # random-init specs (a name without tag, an architecture JSON) are seeded
     hub_probe_timeout_s: float = 3.0  # how long to wait for the hub before calling it offline

@@ -73,6 +73,36 @@ def test_item03_limit_from_config_refuses_before_decoding(tmp_path: Path) -> Non
     assert DEFAULTS.app.max_upload_pixels < DEFAULTS.data.max_image_pixels
 
 
+def test_item03_device_decoding_refuses_from_the_header_too(tmp_path: Path) -> None:
+    """nvjpeg and torchvision have no pixel limit: the device path of encode_cases (run here
+    on the CPU) refuses an over-limit image from its header, with load_image's error, and
+    follows the active config (`--set data.max_image_pixels=...`)."""
+    import dataclasses
+
+    import torch
+
+    from medcap.config import current, replace_set, use_config
+    from medcap.encoder.gpu_decode import Geometry, decode_batch
+
+    refs = [
+        ImageRef(
+            path="wide.png", data=write_blank_png(tmp_path / "w.png", 3000, 2000).read_bytes()
+        ),
+        ImageRef(path="small.png", data=write_blank_png(tmp_path / "s.png", 40, 30).read_bytes()),
+    ]
+    lower = replace_set(current().data, max_image_pixels=5_000_000)
+    previous = use_config(dataclasses.replace(current(), data=lower))
+    try:
+        batch = decode_batch(refs, Geometry(32, "shortest", "bicubic"), torch.device("cpu"))
+    finally:
+        use_config(previous)
+    assert batch.indices == [1] and batch.pixels is not None
+    [(index, reason)] = batch.failures
+    assert index == 0 and "wide.png is 3000x2000 (6,000,000 pixels), over the limit" in reason
+    default = decode_batch(refs, Geometry(32, "shortest", "bicubic"), torch.device("cpu"))
+    assert sorted(default.indices) == [0, 1]  # the default limit lets both through
+
+
 def _dicom_bytes(rows: int, columns: int, frames: int) -> bytes:
     """A small uncompressed multi-frame DICOM (pydicom writes it)."""
     from pydicom.dataset import FileDataset, FileMetaDataset

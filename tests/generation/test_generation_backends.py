@@ -135,6 +135,132 @@ def test_out_of_memory_halves_the_batch_and_goes_on() -> None:
         OomBatcher(4).run([1], lambda _: (_ for _ in ()).throw(ValueError("other")))
 
 
+def test_halved_batch_grows_back_after_successes() -> None:
+    import torch
+
+    free = [3]  # items that fit now; pressure eases after the first failure
+
+    def generate(chunk: list[int]) -> list[int]:
+        calls.append(len(chunk))
+        if len(chunk) > free[0]:
+            free[0] = 8
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return chunk
+
+    calls: list[int] = []
+    batcher = OomBatcher(8, regrow_after=2)
+    assert batcher.run(list(range(24)), generate) == list(range(24))
+    assert calls[:5] == [8, 4, 4, 8, 8] and batcher.batch_size == 8
+
+
+def test_a_size_that_fails_again_waits_longer_before_regrowing() -> None:
+    import torch
+
+    def generate(chunk: list[int]) -> list[int]:
+        calls.append(len(chunk))
+        if len(chunk) > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return chunk
+
+    calls: list[int] = []
+    batcher = OomBatcher(8, regrow_after=2)
+    assert batcher.run(list(range(40)), generate) == list(range(40))
+    # 8 fails, two 4s, 8 fails again, then four 4s before the next try at 8.
+    assert calls[:10] == [8, 4, 4, 8, 4, 4, 4, 4, 8, 4]
+    assert batcher.regrow_after == 8
+
+
+def test_static_cache_batches_use_a_fixed_set_of_sizes() -> None:
+    def generate(chunk: list[int]) -> list[int]:
+        calls.append(len(chunk))
+        if len(chunk) > 5:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`")
+        return [x * 10 for x in chunk]
+
+    calls: list[int] = []
+    batcher = OomBatcher(12, buckets=True)
+    assert batcher.buckets == [1, 2, 4, 8, 12]
+    assert batcher.run(list(range(11)), generate) == [x * 10 for x in range(11)]
+    assert calls == [12, 4, 4, 4]  # 11 padded to 12 fails; 6 rounds down to 4; 3 pads to 4
+    assert set(calls) <= set(batcher.buckets) and batcher.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("torch", True),
+        (RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"), True),
+        (RuntimeError("CUDA error: out of memory"), True),
+        (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"), True),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_NOT_INITIALIZED"), True),
+        (RuntimeError("shape '[2, 3]' is invalid for input of size 5"), False),
+        (ValueError("out of memory"), False),
+    ],
+)
+def test_out_of_memory_is_recognised(error: Any, expected: bool) -> None:
+    import torch
+
+    from medcap.generation.backends.hf import is_out_of_memory
+
+    exc = torch.OutOfMemoryError("CUDA out of memory") if error == "torch" else error
+    assert is_out_of_memory(exc) is expected
+
+
+def test_memory_is_freed_after_the_failed_frames_are_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed call's tensors are referenced by the traceback until `except` is left."""
+    import gc
+    import weakref
+
+    import torch
+
+    from medcap.generation.backends import hf
+
+    class Block:  # stands for the activations of a batch that did not fit
+        pass
+
+    blocks: list[weakref.ref[Block]] = []
+
+    def generate(chunk: list[int]) -> list[int]:
+        block = Block()
+        blocks.append(weakref.ref(block))
+        if len(chunk) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return chunk
+
+    alive_at_free: list[bool] = []
+
+    def observed_free() -> None:
+        gc.collect()
+        alive_at_free.append(blocks[-1]() is not None)
+
+    monkeypatch.setattr(hf, "_free_cuda_memory", observed_free)
+    assert OomBatcher(4).run([1, 2, 3, 4], generate) == [1, 2, 3, 4]
+    assert alive_at_free == [False]  # freed when nothing holds the failed batch any more
+
+
+def test_transformers_floor_is_enforced_and_matches_pyproject(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import re
+    import tomllib
+
+    import transformers
+
+    from medcap.generation.backends.hf import MIN_TRANSFORMERS, require_transformers
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    gen = pyproject["project"]["optional-dependencies"]["gen"]
+    floor = next(re.search(r"transformers>=([\d.]+)", d) for d in gen if "transformers" in d)
+    assert floor is not None
+    assert tuple(int(x) for x in floor.group(1).split(".")[:2]) == MIN_TRANSFORMERS
+    require_transformers()  # this environment passes
+    monkeypatch.setattr(transformers, "__version__", "4.45.2")
+    with pytest.raises(InputError, match="transformers 4.45.2 is too old") as info:
+        require_transformers()
+    assert "\n" not in str(info.value)
+
+
 def test_backend_survives_out_of_memory(
     tiny_qwen: Any, prompts_and_images: tuple[list[Image.Image], list[Prompt]]
 ) -> None:

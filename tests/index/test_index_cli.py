@@ -58,6 +58,7 @@ def test_index_build_info_add(
     code, stdout, _ = _run(capsys, "index", "info", str(out))
     assert code == 0
     assert "160 (dim 64" in stdout and "flat (Flat)" in stdout and "[train] 160 cases" in stdout
+    assert "search      on a GPU: faiss-gpu or exact torch matmul" in stdout
     code, stdout, _ = _run(capsys, "index", "info", str(out), "--json")
     manifest = json.loads(stdout)
     assert manifest["count"] == 160 and manifest["encoder"]["checkpoint"] == str(trained_checkpoint)

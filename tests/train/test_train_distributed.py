@@ -25,8 +25,21 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, tokens
 
 
-def _step(world_size: int, rank: int, accum: int) -> dict[str, torch.Tensor]:
-    """One optimizer step of this process's share of the fixed global batch."""
+def siglip_config(folder: Path) -> Path:
+    """medcap-tiny with a SigLIP-style logit bias (open_clip's `init_logit_bias`)."""
+    from medcap.encoder.spec import MODEL_CONFIG_DIR
+
+    config = json.loads((MODEL_CONFIG_DIR / "medcap-tiny.json").read_text())
+    path = folder / "tiny-siglip.json"
+    path.write_text(json.dumps({**config, "init_logit_bias": -10.0}))
+    return path
+
+
+def _step(
+    world_size: int, rank: int, accum: int, model: str = "medcap-tiny", steps: int = 1
+) -> dict[str, torch.Tensor]:
+    """`steps` optimizer steps of this process's share of the fixed global batch (SigLIP runs
+    take the gather for equal-sized batches, which skips the size exchange)."""
     from medcap.train.setup import build_run
     from medcap.train.step import train_step
 
@@ -34,7 +47,8 @@ def _step(world_size: int, rank: int, accum: int) -> dict[str, torch.Tensor]:
         DEFAULTS.train, batch_size=BATCH // world_size // accum, grad_accum_steps=accum,
         device="cpu", lr=1e-3,
     )  # fmt: skip
-    run = build_run("medcap-tiny", cfg, rank, world_size, torch.device("cpu"))
+    run = build_run(model, cfg, rank, world_size, torch.device("cpu"))
+    run.equal_batches = model != "medcap-tiny"
     # Plain SGD: the step is the gradient itself. (Adam's first step is lr * sign(grad), which
     # turns float noise on zero gradients, such as the attention key biases', into lr.)
     run.optimizer = torch.optim.SGD(run.core.parameters(), lr=1.0)
@@ -49,7 +63,8 @@ def _step(world_size: int, rank: int, accum: int) -> dict[str, torch.Tensor]:
     micro = [
         (pixels[i * size : (i + 1) * size], tokens[i * size : (i + 1) * size]) for i in range(accum)
     ]
-    train_step(run, micro)
+    for _ in range(steps):
+        train_step(run, micro)
     return {k: v.detach().clone() for k, v in run.core.state_dict().items()}
 
 
@@ -65,11 +80,38 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _siglip_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = str(Path(out_dir) / "tiny-siglip.json")
+        for accum in (1, 2):
+            # Two steps: DDP reports a parameter without a gradient at the step after it.
+            state = _step(2, rank, accum, model, steps=2)
+            if rank == 0:
+                torch.save(state, Path(out_dir) / f"siglip_accum{accum}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     single = _step(1, 0, 1)
     for accum in (1, 2):
         ddp = torch.load(tmp_path / f"ddp_accum{accum}.pt", weights_only=True)
+        for key, value in single.items():
+            torch.testing.assert_close(
+                ddp[key], value, atol=1e-5, rtol=1e-4, msg=f"{key} accum {accum}"
+            )
+
+
+def test_siglip_logit_bias_trains_under_ddp_like_one_process(tmp_path: Path) -> None:
+    model = str(siglip_config(tmp_path))
+    mp.spawn(_siglip_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    single = _step(1, 0, 1, model, steps=2)
+    assert float(single["logit_bias"]) != -10.0  # the bias got gradients
+    for accum in (1, 2):
+        ddp = torch.load(tmp_path / f"siglip_accum{accum}.pt", weights_only=True)
         for key, value in single.items():
             torch.testing.assert_close(
                 ddp[key], value, atol=1e-5, rtol=1e-4, msg=f"{key} accum {accum}"

@@ -149,7 +149,8 @@ def info(
     verify: VerifyOption = None,
 ) -> None:
     """Show what an index directory holds (from its manifest)."""
-    from medcap.index import open_index
+    from medcap.index import faiss_ops, open_index
+    from medcap.index.search_plan import describe_search
 
     index = open_index(index_dir, verify=verify_setting(verify))
     m = index.manifest
@@ -161,6 +162,7 @@ def info(
         ("cases", f"{m.count} (dim {m.dim}, {m.metric} over unit vectors = cosine)"),
         ("type", f"{m.index.type} ({m.index.factory}) {json.dumps(m.index.params)}"),
         ("why", m.index.reason),
+        ("search", describe_search(m.index.type, m.index.factory, faiss_gpus=faiss_ops.num_gpus())),
         ("encoder", f"{m.encoder.spec} (fingerprint {m.encoder.fingerprint[:16]})"),
     ]
     if m.part:

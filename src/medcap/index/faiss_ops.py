@@ -173,15 +173,26 @@ def num_gpus() -> int:
     return int(get()) if get is not None else 0
 
 
-def to_gpu(index: Any) -> Any:
-    """Copy an index to all GPUs when faiss-gpu supports its type; else return it unchanged."""
-    if num_gpus() == 0 or "HNSW" in type(index).__name__:
-        return index  # faiss-gpu has no HNSW
+_GPU_RESOURCES: dict[int, Any] = {}  # one StandardGpuResources per GPU for the process
+
+
+def gpu_resources(gpu: int) -> Any:
+    """The process's StandardGpuResources for GPU `gpu` (scratch memory and streams are
+    shared by every index on that GPU instead of being reserved once per index)."""
+    if gpu not in _GPU_RESOURCES:
+        _GPU_RESOURCES[gpu] = faiss.StandardGpuResources()
+    return _GPU_RESOURCES[gpu]
+
+
+def to_gpu(index: Any, gpu: int) -> Any | None:
+    """A copy of `index` on GPU `gpu` (faiss-gpu), or None when faiss-gpu cannot hold it."""
+    if num_gpus() <= gpu:
+        return None
     try:
-        return faiss.index_cpu_to_all_gpus(index)
-    except (RuntimeError, AttributeError) as exc:  # unsupported type: search on the CPU
-        LOG.info("keeping the index on the CPU (%s)", exc)
-        return index
+        return faiss.index_cpu_to_gpu(gpu_resources(gpu), gpu, index)
+    except (RuntimeError, AttributeError) as exc:  # a type without a GPU version
+        LOG.warning("keeping the index on the CPU: faiss-gpu cannot copy it (%s)", exc)
+        return None
 
 
 def set_threads(n: int) -> None:

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from medcap.config import DEFAULTS
 from medcap.index import faiss_ops
 from medcap.index.half_scan import HalfScan
+from medcap.index.search_plan import gpu_can_answer, plan_search
 from medcap.index.shards import ShardVectors
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class FaissSearcher:
     A flat index on the CPU answers small batches (up to `half_scan_max_queries`) from a
     float16 copy, exactly (medcap.index.half_scan). The copy is made at the second small
     search, so a one-shot `medcap search` never pays for it, and only when it takes at
-    most `half_scan_max_mb`.
+    most `half_scan_max_mb`. With `gpu` (a CUDA ordinal) the index is copied to that GPU;
+    searches asking faiss-gpu for more than its 2,048 results or candidates run on the CPU.
     """
 
     def __init__(
@@ -61,15 +63,16 @@ class FaissSearcher:
         index_type: str,
         params: dict[str, Any],
         shard_vectors: ShardVectors | None,
-        gpu: bool = False,
+        gpu: int | None = None,
         half_scan_max_queries: int = DEFAULTS.index.half_scan_max_queries,
         half_scan_max_mb: int = DEFAULTS.index.half_scan_max_mb,
     ) -> None:
         faiss_ops.set_search_params(index, params)
         self._cpu = index
-        self._index = faiss_ops.to_gpu(index) if gpu else index
+        on_gpu = faiss_ops.to_gpu(index, gpu) if gpu is not None else None
+        self._index = on_gpu if on_gpu is not None else index
         self.exact = index_type == "flat"
-        self.name = f"faiss-{'gpu' if self._index is not index else 'cpu'}"
+        self.name = f"faiss-gpu:{gpu}" if on_gpu is not None else "faiss-cpu"
         self._rerank = int(params.get("rerank_factor", 0)) if index_type == "ivfpq" else 0
         self._vectors = shard_vectors if self._rerank > 0 else None
         copy_mb = faiss_ops.count(index) * faiss_ops.dimension(index) * 2 / 1e6
@@ -86,6 +89,13 @@ class FaissSearcher:
             self._half = HalfScan(self._cpu)
         return self._half
 
+    def _for(self, k: int) -> Any:
+        """The index that can return `k` results: the GPU copy unless k exceeds its limit."""
+        if self._index is not self._cpu and not gpu_can_answer(k):
+            LOG.debug("k=%d exceeds faiss-gpu's limit: searching on the CPU", k)
+            return self._cpu
+        return self._index
+
     def search(
         self, queries: NDArray[np.float32], k: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -95,9 +105,10 @@ class FaissSearcher:
         if found is not None:
             return found
         if self._vectors is None:
-            return faiss_ops.search(self._index, queries, k)
+            return faiss_ops.search(self._for(k), queries, k)
         n = faiss_ops.count(self._cpu)
-        _, cand = faiss_ops.search(self._index, queries, min(n, k * self._rerank))
+        candidates = min(n, k * self._rerank)
+        _, cand = faiss_ops.search(self._for(candidates), queries, candidates)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         for s in range(0, len(queries), 128):  # bounded memory: 128 x candidates x d floats
@@ -188,21 +199,29 @@ def make_searcher(
     device: str,
     shard_vectors: ShardVectors | None,
     vectors_for_torch: Any = None,
+    factory: str = "",
 ) -> Searcher:
-    """Pick the back-end for `device` ("auto", "cpu", "cuda", "cuda:N") and load the index.
+    """Load the index for `device` ("auto", "cpu", "cuda", "cuda:N"), by the rules of
+    `medcap.index.search_plan.plan_search`. `vectors_for_torch` is a callable returning
+    the (n, d) float32 vectors (for the exact torch search of flat indexes)."""
+    if device not in ("auto", "cpu"):
+        from medcap.devices import resolve_device
 
-    Order for auto/cuda: faiss-gpu if installed, else an exact torch search for flat
-    indexes when CUDA exists, else faiss on the CPU. `vectors_for_torch` is a callable
-    returning the (n, d) float32 vectors.
-    """
-    gpu_faiss = device != "cpu" and faiss_ops.num_gpus() > 0
-    if not gpu_faiss and index_type == "flat" and device != "cpu" and cuda_available(device):
-        torch_device = "cuda" if device == "auto" else device
-        LOG.debug("exact torch search on %s", torch_device)
-        return TorchSearcher(vectors_for_torch(), torch_device)
-    if device not in ("auto", "cpu") and not gpu_faiss:
-        LOG.info("searching on the CPU: no faiss-gpu, and torch search needs a flat index and CUDA")
+        resolve_device(device)  # an unknown device or a GPU that is not there: one line
+    plan = plan_search(
+        index_type,
+        factory,
+        device,
+        faiss_gpus=faiss_ops.num_gpus() if device != "cpu" else 0,
+        cuda=device != "cpu" and cuda_available(device),
+    )
+    if plan.note:  # a GPU machine (or a GPU request) that searches this index on the CPU
+        level = logging.INFO if device == "auto" else logging.WARNING
+        LOG.log(level, "searching %s (%s) on the CPU: %s", index_path.name, factory, plan.note)
+    if plan.backend == "torch":
+        LOG.debug("exact torch search on cuda:%s", plan.gpu)
+        return TorchSearcher(vectors_for_torch(), f"cuda:{plan.gpu}")
     index = faiss_ops.read_index(index_path)
     return FaissSearcher(
-        index, index_type=index_type, params=params, shard_vectors=shard_vectors, gpu=gpu_faiss
+        index, index_type=index_type, params=params, shard_vectors=shard_vectors, gpu=plan.gpu
     )

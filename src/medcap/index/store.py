@@ -178,6 +178,7 @@ class IndexDir:
                 device=self.device,
                 shard_vectors=self._shard_vectors(target) if info.type == "ivfpq" else None,
                 vectors_for_torch=lambda: self.embeddings(target),
+                factory=info.factory,
             )
             searcher = self._searchers[target]
             found, dim = searcher.size()

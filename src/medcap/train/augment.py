@@ -35,7 +35,7 @@ class AugmentParams:
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=generator) * (high - low) + low
+    return torch.rand(n, generator=generator, device=generator.device) * (high - low) + low
 
 
 def augment_batch(
@@ -43,8 +43,9 @@ def augment_batch(
 ) -> torch.Tensor:
     """Augment uint8 images (B, 3, H, W) -> float in [0, 1], same shape and device.
 
-    Random numbers come from `generator` (a CPU generator), so a run seeded per step
-    replays the same augmentation after a resume.
+    Random numbers come from `generator`, so a run seeded per step replays the same
+    augmentation after a resume. Give it the images' device: numbers drawn on the CPU and
+    copied to a GPU make the host wait for the GPU at every step.
     """
     b = images.shape[0]
     x = images.float() / 255.0
@@ -60,7 +61,7 @@ def augment_batch(
     # Output grid -> input coordinates: scale (the crop), rotate, then shift the crop centre.
     theta = torch.stack(
         [torch.stack([sx * cos, -sy * sin, tx], 1), torch.stack([sx * sin, sy * cos, ty], 1)], 1
-    ).to(device=x.device, dtype=x.dtype)
+    ).to(device=x.device, dtype=x.dtype)  # a no-op when the generator is on x's device
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     bright = (1.0 + _uniform(b, -params.brightness, params.brightness, generator)).to(x.device)

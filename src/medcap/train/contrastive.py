@@ -6,9 +6,12 @@ rows are detached copies. Summed over micro-batches, and all-reduced by DDP, tha
 exact gradient of the large-batch loss:
 
 - the backward pass uses `loss * world_size`, because DDP averages (not sums) over processes;
-- the temperature enters each micro-batch's loss through `scale_grad(s, f)`, with
-  f = 1 / world_size on the first micro-batch and 0 on the rest, so its gradient is counted
-  once rather than once per micro-batch and per process.
+- the temperature (and a SigLIP model's logit bias) enters each micro-batch's loss through
+  `scale_grad(s, f)`, with f = 1 / world_size on the first micro-batch and 0 on the rest, so
+  its gradient is counted once rather than once per micro-batch and per process.
+
+Models with a `logit_bias` (SigLIP-style, open_clip `init_logit_bias`) train with the pairwise
+sigmoid loss they were built for; the others with the symmetric softmax (InfoNCE) loss.
 """
 
 from __future__ import annotations
@@ -23,6 +26,29 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor
     logits = logit_scale * image.float() @ text.float().T
     labels = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def sigmoid_loss(
+    image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss of (n, d) features: every (i, j) is a binary decision,
+    positive on the diagonal; summed over pairs and divided by n (as open_clip's SigLipLoss)."""
+    logits = logit_scale * image.float() @ text.float().T + logit_bias
+    n = logits.shape[0]
+    labels = 2 * torch.eye(n, device=logits.device, dtype=logits.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / n
+
+
+def pair_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    logit_scale: torch.Tensor,
+    logit_bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The model's own contrastive loss: sigmoid with a logit bias, else softmax (InfoNCE)."""
+    if logit_bias is None:
+        return clip_loss(image, text, logit_scale)
+    return sigmoid_loss(image, text, logit_scale, logit_bias)
 
 
 def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -40,11 +66,19 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def gather_parts(features: torch.Tensor) -> list[torch.Tensor]:
-    """Every process's (n_r, d) features, detached, in rank order (sizes may differ)."""
+def gather_parts(features: torch.Tensor, *, equal_sizes: bool = False) -> list[torch.Tensor]:
+    """Every process's (n_r, d) features, detached, in rank order (sizes may differ).
+
+    `equal_sizes` (every process holds as many rows, e.g. batches from an in-memory cache)
+    skips the size exchange, whose read-back would make the host wait for the GPU.
+    """
     rank, size = world()
     if size == 1:
         return [features.detach()]
+    if equal_sizes:
+        parts = [torch.empty_like(features) for _ in range(size)]
+        dist.all_gather(parts, features.detach().contiguous())
+        return parts
     n = torch.tensor([features.shape[0]], device=features.device)
     sizes = [torch.zeros_like(n) for _ in range(size)]
     dist.all_gather(sizes, n)

@@ -12,15 +12,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch.utils.data import DistributedSampler
 
-from medcap.encoder.decode import decode_batches, skipped_entry
+from medcap.encoder.decode import ImageDecoder, decode_batches, skipped_entry
 from medcap.types import Record, Skipped
 
 log = logging.getLogger(__name__)
+
+
+class CaseBatch(NamedTuple):
+    """One batch of cases: their indices, uint8 images (B, 3, S, S) and the indices again as
+    an int64 tensor on the images' device (for gathering tokens without a host copy)."""
+
+    indices: list[int]
+    images: torch.Tensor
+    rows: torch.Tensor
 
 
 @dataclass
@@ -34,6 +43,8 @@ class CaseTensors:
     num_workers: int = 0
     image_size: int | None = None  # model input size: JPEGs decode at no less than this
     skipped: list[Skipped] = field(default_factory=list)
+    # Uncached cases decode every epoch in these workers, started once for the whole run.
+    decoder: ImageDecoder | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -42,31 +53,34 @@ class CaseTensors:
     def cached(self) -> bool:
         return self.images is not None
 
-    def image_batches(
-        self, batches: Sequence[Sequence[int]]
-    ) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """Yield (indices, uint8 images) per batch, in order. Uncached images that fail to
-        decode are dropped from their batch and recorded in `skipped`."""
+    def image_batches(self, batches: Sequence[Sequence[int]]) -> Iterator[CaseBatch]:
+        """Yield each batch's cases in order. Uncached images that fail to decode are dropped
+        from their batch and recorded in `skipped`."""
         if self.images is not None:
+            # The whole index list goes to the cache's device once: gathering a GPU cache
+            # with CPU indices would copy them, and wait for the GPU, at every batch.
+            flat = [i for batch in batches for i in batch]
+            rows = torch.tensor(flat, dtype=torch.long).to(self.images.device)
+            start = 0
             for batch in batches:
-                index = list(batch)
-                yield index, self.images[torch.as_tensor(index)]
+                part = rows[start : start + len(batch)]
+                start += len(batch)
+                yield CaseBatch(list(batch), self.images[part], part)
             return
         seen = {s.image_id for s in self.skipped}
-        for decoded in decode_batches(
-            self.records,
-            self.transform,
-            batches=batches,
-            num_workers=self.num_workers,
-            draft_size=self.image_size,
-        ):
+        if self.decoder is None:
+            self.decoder = ImageDecoder(
+                self.transform, num_workers=self.num_workers, draft_size=self.image_size
+            )
+        for decoded in self.decoder.batches(self.records, batches=batches):
             for i, reason in decoded.failures:
                 if self.records[i].image_id not in seen:
                     seen.add(self.records[i].image_id)
                     self.skipped.append(skipped_entry(self.records[i], reason))
                     log.warning("skipped %s: %s", self.records[i].image_id, reason)
             if decoded.pixels is not None:
-                yield decoded.indices, decoded.pixels
+                rows = torch.tensor(decoded.indices, dtype=torch.long)
+                yield CaseBatch(decoded.indices, decoded.pixels, rows)
 
 
 def image_cache_bytes(n: int, image_size: int) -> int:

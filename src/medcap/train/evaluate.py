@@ -32,9 +32,9 @@ def embed_case_tensors(
     image_out, text_out, kept = [], [], []
     order = list(range(len(cases)))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for index, images in cases.image_batches(batches):
+    for index, images, rows in cases.image_batches(batches):
         pixels = normalize(images.to(device), mean, std)
-        tokens = cases.tokens[torch.as_tensor(index)].to(device)
+        tokens = cases.tokens[rows.to(cases.tokens.device)].to(device)
         with autocast(device, dtype):
             img = model.encode_image(pixels)
             txt = model.encode_text(tokens)

@@ -147,6 +147,8 @@ class _Loop:
             self.valid = load_split(dataset, "valid", run.cfg.eval_max_items, run)
             if len(self.valid) < 2:
                 log.warning("%s has no validation split: best.pt is the last epoch", run.source)
+        # Cached batches are exact slices of one permutation: every process's are equal in size.
+        run.equal_batches = self.train.cached
         if run.device.type == "cuda" and self.train.images is not None:
             # A cache that fits the budget lives on the GPU: a step never waits for the host.
             self.train.images = self.train.images.to(run.device)
@@ -308,13 +310,15 @@ class _Loop:
         step, cfg, run = self.pos.step, self.run.cfg, self.run
         if run.rank != 0 or (step % cfg.log_every_steps and step != 1):
             return since, since_step, loss_sum, count
+        # Reading the loss waits for the GPU: only then has this interval's work been done.
+        mean_loss = float(loss_sum) / count
         now = time.monotonic()
         samples = (step - since_step) * cfg.batch_size * cfg.grad_accum_steps * run.world_size
         self.metrics.append(
             "train",
             step=step,
             epoch=self.pos.epoch,
-            loss=float(loss_sum) / count,
+            loss=mean_loss,
             lr=run.optimizer.param_groups[0]["lr"],
             logit_scale=float(run.core.logit_scale.detach().exp()),
             samples_per_s=samples / max(now - since, 1e-9),

@@ -49,29 +49,46 @@ class Run:
     scheduler: Any = None
     source: str = ""
     data_fingerprint: str = ""
+    equal_batches: bool = False  # every process's micro-batches have the same size (cached)
 
     @property
     def image_size(self) -> int:
         return int(torch.tensor(self.core.visual.image_size).reshape(-1)[0])
 
 
+def process_device(setting: str, local_rank: int, world_size: int, cuda: bool) -> str:
+    """The `--device` setting one training process resolves: on GPUs, `auto` and `cuda` both
+    mean this process's own GPU, `cuda:LOCAL_RANK` (torchrun starts one process per GPU).
+
+    A fixed `cuda:N` under several processes would put every rank on one GPU; it is refused.
+    """
+    if cuda and setting in ("auto", "cuda"):
+        return f"cuda:{local_rank}"
+    if world_size > 1 and setting.startswith("cuda:"):
+        raise InputError(
+            f"--device {setting} would put all {world_size} processes on one GPU; "
+            "use --device cuda (each process takes cuda:LOCAL_RANK)"
+        )
+    return setting
+
+
 def init_distributed(device_setting: str) -> tuple[int, int, torch.device, bool]:
     """(rank, world size, device, whether this call created the process group).
 
-    Under torchrun (WORLD_SIZE > 1) the group uses NCCL on GPUs and gloo on CPUs.
+    Under torchrun (WORLD_SIZE > 1) the group uses NCCL on GPUs and gloo on CPUs. The
+    device is resolved (and checked) before the group starts, so a bad setting fails alone.
     """
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    setting = process_device(device_setting, local_rank, env_world, torch.cuda.is_available())
+    device = resolve_device(setting)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and unindexed "cuda" tensors use this GPU
     created = False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_setting != "cpu"
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if env_world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         created = True
     rank, world_size = world()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_setting == "auto" and torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = resolve_device(device_setting)
     return rank, world_size, device, created
 
 

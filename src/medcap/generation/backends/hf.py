@@ -4,6 +4,7 @@ LoRA adapters and batched generation that survives running out of GPU memory."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -26,13 +27,27 @@ GPU_ONLY_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
 ATTENTION_CHOICES = ("eager", "sdpa", *sorted(GPU_ONLY_ATTENTION))
 
 
+# The oldest transformers the generation tests pass with (5.0.0 and 5.24 were run): loading
+# takes `dtype=` and the tiny configs use v5's `rope_parameters`. pyproject.toml's [gen]
+# floor says the same (a test keeps them equal).
+MIN_TRANSFORMERS = (5, 0)
+
+
 def require_transformers() -> None:
-    """Raise MissingExtraError when the [gen] extra (transformers, peft) is missing."""
+    """Raise MissingExtraError when the [gen] extra (transformers, peft) is missing, and an
+    InputError when transformers is older than MIN_TRANSFORMERS."""
     try:
         import peft  # noqa: F401
-        import transformers  # noqa: F401
+        import transformers
     except ImportError as exc:
         raise MissingExtraError(exc.name or "transformers", "gen") from None
+    found = tuple(int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
+    if found < MIN_TRANSFORMERS:
+        floor = ".".join(map(str, MIN_TRANSFORMERS))
+        raise InputError(
+            f"transformers {transformers.__version__} is too old for medcap's generators "
+            f"(needs >= {floor}); upgrade with: pip install -U 'transformers>={floor}'"
+        )
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -112,44 +127,114 @@ def attach_adapter(model: Any, adapter: str | Path) -> Any:
     return PeftModel.from_pretrained(model, str(path), is_trainable=False)
 
 
+# What running out of GPU memory looks like besides torch.OutOfMemoryError: the caching
+# allocator's message, CUDA's own, and cuBLAS/cuDNN failing to allocate a workspace or handle
+# (their NOT_INITIALIZED/INTERNAL_ERROR statuses are usually that too). A false positive only
+# costs a retry at a smaller batch; at batch 1 the error is raised as it is.
+ALLOCATION_FAILURES = (
+    "out of memory",
+    "cublas_status_alloc_failed",
+    "cublas_status_not_initialized",
+    "cudnn_status_alloc_failed",
+    "cudnn_status_not_initialized",
+    "cudnn_status_internal_error",
+)
+REGROW_AFTER = 8  # successful batches in a row before a halved batch size doubles again
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA out-of-memory errors (including the older RuntimeError form)."""
+    """True for GPU out-of-memory errors: torch's, CUDA's, and cuBLAS/cuDNN allocation failures."""
     import torch
 
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    message = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in message for m in ALLOCATION_FAILURES)
+
+
+def batch_buckets(limit: int) -> list[int]:
+    """The batch sizes a static-cache run uses: `limit` and the powers of two below it."""
+    sizes = {limit}
+    size = 1
+    while size < limit:
+        sizes.add(size)
+        size *= 2
+    return sorted(sizes)
 
 
 class OomBatcher:
-    """Runs `fn` over batches of at most `batch_size` items; on out-of-memory halves the batch
-    size (kept for later calls) and retries, so a long run is not lost."""
+    """Runs `fn` over batches of at most `batch_size` items. On running out of GPU memory
+    it halves the batch and retries, so a long run is not lost; after `regrow_after`
+    successful batches in a row it doubles again (up to the configured size), so one
+    crowded moment does not slow the rest of the run. Each out-of-memory after a regrowth
+    doubles the wait before the next one.
 
-    def __init__(self, batch_size: int) -> None:
+    With `buckets` (static KV cache) every call gets a size from `batch_buckets(batch_size)`
+    and a short last chunk is padded by repeating its final item (its results are dropped):
+    a static cache compiles its graphs once per batch size, not once per chunk length.
+    """
+
+    def __init__(
+        self, batch_size: int, *, buckets: bool = False, regrow_after: int = REGROW_AFTER
+    ) -> None:
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.limit = batch_size
         self.batch_size = batch_size
+        self.buckets = batch_buckets(batch_size) if buckets else None
+        self.regrow_after = regrow_after
+        self._successes = 0
+        self._probing = False  # the batch size just grew and has not succeeded yet
+
+    def _round(self, n: int, *, up: bool) -> int:
+        """`n` as the nearest bucket size above (`up`) or below it; `n` without buckets."""
+        if self.buckets is None:
+            return n
+        if up:
+            return next(b for b in self.buckets if b >= n)
+        return max(b for b in self.buckets if b <= n)
+
+    def _shrink(self, failed: int) -> None:
+        self.batch_size = self._round(max(1, min(self.batch_size, failed) // 2), up=False)
+        if self._probing:
+            self.regrow_after *= 2  # the grown size ran out at once: wait longer next time
+        self._probing = False
+        self._successes = 0
+        log.warning(
+            "out of GPU memory at batch %d; retrying with batch %d", failed, self.batch_size
+        )
+
+    def _grow(self) -> None:
+        self._probing = False
+        self._successes += 1
+        if self.batch_size < self.limit and self._successes >= self.regrow_after:
+            self.batch_size = self._round(min(self.limit, self.batch_size * 2), up=True)
+            self._successes = 0
+            self._probing = True
+            log.info("batch size back up to %d", self.batch_size)
 
     def run(self, items: Sequence[T], fn: Callable[[Sequence[T]], list[R]]) -> list[R]:
         """Apply `fn` to consecutive slices of `items`; returns the concatenated results."""
         out: list[R] = []
         start = 0
         while start < len(items):
-            chunk = items[start : start + self.batch_size]
+            chunk = list(items[start : start + self.batch_size])
+            padded = chunk + chunk[-1:] * (self._round(len(chunk), up=True) - len(chunk))
             try:
-                out.extend(fn(chunk))
+                results = fn(padded)
             except Exception as exc:
                 if not is_out_of_memory(exc) or self.batch_size == 1:
                     raise
-                self.batch_size = max(1, self.batch_size // 2)
-                log.warning(
-                    "out of GPU memory at batch %d; retrying with batch %d",
-                    len(chunk),
-                    self.batch_size,
-                )
+                results = None
+            if results is None:
+                # Freed only out here: inside `except` the traceback still holds the failed
+                # call's frames, and with them the tensors of the batch that did not fit.
+                self._shrink(len(padded))
                 _free_cuda_memory()
                 continue
+            out.extend(results[: len(chunk)])
             start += len(chunk)
+            self._grow()
         return out
 
 
@@ -253,7 +338,7 @@ class PretrainedBackend(BaseBackend):
         self.processor.tokenizer.padding_side = "left"
         self.device = next(model.parameters()).device
         self.dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
-        self._batcher = OomBatcher(cfg.batch_size)
+        self._batcher = OomBatcher(cfg.batch_size, buckets=cfg.static_cache)
         tokenizer = self.processor.tokenizer
         self._pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

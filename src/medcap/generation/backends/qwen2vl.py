@@ -68,26 +68,24 @@ class Qwen2VLBackend(hf.PretrainedBackend):
             images_kwargs={"size": image_size(cfg)},
         )
         target = torch.tensor(target_ids(processor.tokenizer, example.target, leading_space=False))
-        mm_types = torch.cat(
-            [enc["mm_token_type_ids"][0], torch.zeros(len(target), dtype=torch.long)]
-        )
-        extra = {
-            "pixel_values": enc["pixel_values"],
-            "image_grid_thw": enc["image_grid_thw"],
-            "mm_token_type_ids": mm_types,
-        }
+        extra = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+        if "mm_token_type_ids" in enc:  # newer 5.x processors return them; M-RoPE reads them
+            zeros = torch.zeros(len(target), dtype=torch.long)
+            extra["mm_token_type_ids"] = torch.cat([enc["mm_token_type_ids"][0], zeros])
         return with_target(enc["input_ids"][0], target, extra)
 
     @classmethod
     def collate(
         cls, items: Sequence[dict[str, torch.Tensor]], pad_id: int
     ) -> dict[str, torch.Tensor]:
-        """Padded text and pixels, plus each image's patch grid and the token types."""
+        """Padded text and pixels, plus each image's patch grid and the token types (when the
+        processor gave them)."""
         import torch
 
         batch = collate_text(items, pad_id)
         batch["image_grid_thw"] = torch.cat([item["image_grid_thw"] for item in items])
-        batch["mm_token_type_ids"] = pad_items(items, "mm_token_type_ids", 0)
+        if "mm_token_type_ids" in items[0]:
+            batch["mm_token_type_ids"] = pad_items(items, "mm_token_type_ids", 0)
         return batch
 
     def chat_text(self, prompt: Prompt) -> str:
