@@ -71,13 +71,13 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "runs": (BASE | LIBRARY | {"train"}, {"tqdm"}),
     "app": (BASE | LIBRARY | {"config_files", "client"}, {"streamlit", "PIL", "numpy"}),
     "serve": (
-        BASE | LIBRARY | {"api"},
+        BASE | LIBRARY | {"api", "client"},
         {"fastapi", "starlette", "uvicorn", "prometheus_client", "pydantic", "PIL", "numpy"}
         | {"torch"},
     ),
     "client": (BASE | {"generation", "data"}, set()),
     "cli": (
-        BASE | LIBRARY | {"api", "runs", "train", "app", "serve", "config_files"},
+        BASE | LIBRARY | {"api", "runs", "train", "app", "serve", "client", "config_files"},
         {"typer"},
     ),
     "__main__": ({"cli"}, set()),

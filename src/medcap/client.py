@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from medcap.generation.captioning import CaptionResult
 
 DEFAULT_URL = "http://127.0.0.1:8600"
+TOKEN_ENV = "MEDCAP_TOKEN"  # where `medcap serve` and `medcap app --api` read a token
 
 
 def hit_from_json(item: Mapping[str, Any]) -> Hit:

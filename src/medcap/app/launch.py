@@ -52,10 +52,15 @@ def app_url(cfg: AppConfig) -> str:
 
 
 def streamlit_command(
-    index_dir: str | Path, cfg: AppConfig, settings: Sequence[str] = ()
+    index_dir: str | Path | None,
+    cfg: AppConfig,
+    settings: Sequence[str] = (),
+    api: str | None = None,
 ) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`;
-    `settings` (`section.field=value`) reach the app's active config."""
+    """The `streamlit run` command line that serves the browser over `index_dir` (or the
+    `medcap serve` service at `api`); `settings` (`section.field=value`) reach the app's
+    active config."""
+    source = ["--api", api] if api is not None else ["--index", str(index_dir)]
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
@@ -66,7 +71,7 @@ def streamlit_command(
         "--client.toolbarMode", "minimal",
         "--theme.base", "light",
         "--",
-        "--index", str(index_dir),
+        *source,
         *(arg for setting in settings for arg in ("--set", setting)),
     ]  # fmt: skip
 
@@ -77,16 +82,18 @@ class AppArgs:
 
     index: Path | None = None
     settings: tuple[str, ...] = ()  # `section.field=value` for the app's config
+    api: str | None = None  # URL of a `medcap serve` service to browse instead of an index
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR` and `--set section.field=value` from the script's arguments;
-    anything else is ignored."""
+    """Read `--index DIR` (or `--api URL`) and `--set section.field=value` from the script's
+    arguments; anything else is ignored."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--api", default=None)
     parser.add_argument("--set", action="append", default=[], dest="settings")
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index, settings=tuple(known.settings))
+    return AppArgs(index=known.index, settings=tuple(known.settings), api=known.api)
 
 
 def run_server(command: list[str]) -> int:

@@ -13,6 +13,7 @@ from medcap.cli.options import (
     EncoderDeviceOption,
     VerifyOption,
 )
+from medcap.client import TOKEN_ENV
 from medcap.config import DEFAULTS, current, replace_set
 
 S = DEFAULTS.serve
@@ -32,7 +33,7 @@ def command(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="MEDCAP_TOKEN",
+            envvar=TOKEN_ENV,
             show_envvar=True,
             help="Bearer token every request but /healthz and /readyz must send.",
         ),

@@ -11,10 +11,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medcap.client import TOKEN_ENV
 from medcap.config import DEFAULTS, EncoderConfig, GenerationConfig, ServeConfig
 from medcap.errors import InputError
 
-TOKEN_ENV = "MEDCAP_TOKEN"
 _TOKEN_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 

@@ -8,13 +8,14 @@ import streamlit as st
 
 from medcap.app import resources, views
 from medcap.app.reports import find_reports
+from medcap.app.session import AppIndex
 from medcap.errors import MedcapError
 
 _OTHER = "Another path..."
 
 st.title("Benchmarks")
 loaded, _ = resources.index_or_problem()
-root = loaded.path.parent if loaded is not None else Path.cwd()
+root = loaded.path.parent if isinstance(loaded, AppIndex) else Path.cwd()
 
 requested = st.query_params.get("report")
 found = [str(p) for p in find_reports(root)]
