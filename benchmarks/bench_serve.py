@@ -82,9 +82,13 @@ def _requests(port: int, kind: str, queries: list[tuple[bytes, str]]) -> list[by
         if kind == "image":
             boundary = uuid.uuid4().hex
             body = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
-                f'filename="q.png"\r\nContent-Type: image/png\r\n\r\n'
-            ).encode() + png + f"\r\n--{boundary}--\r\n".encode()
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                    f'filename="q.png"\r\nContent-Type: image/png\r\n\r\n'
+                ).encode()
+                + png
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
             content_type = f"multipart/form-data; boundary={boundary}"
         else:
             body = json.dumps({"text": caption}).encode()
@@ -214,10 +218,10 @@ def _server(index_dir: Path, settings: tuple[str, ...], log: Path) -> Iterator[t
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"medcap serve exited: {log.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
+            url = f"http://127.0.0.1:{port}/readyz"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    break
             time.sleep(0.2)
         else:
             raise RuntimeError(f"medcap serve not ready after 300 s: {log.read_text()}")
@@ -231,18 +235,82 @@ def _server(index_dir: Path, settings: tuple[str, ...], log: Path) -> Iterator[t
             proc.wait()
 
 
-def _batch_sizes(port: int) -> dict[str, float]:
-    """Mean queries per encoder batch so far, per kind, from /metrics."""
+def _batch_totals(port: int, kind: str) -> tuple[float, float]:
+    """(queries, batches) of one kind encoded so far, from /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    sums: dict[str, dict[str, float]] = {}
+    found = {"sum": 0.0, "count": 0.0}
     for line in text.splitlines():
-        for part in ("sum", "count"):
-            prefix = f"medcap_batch_size_{part}{{kind=\""
-            if line.startswith(prefix):
-                kind = line[len(prefix) : line.index('"', len(prefix))]
-                sums.setdefault(kind, {})[part] = float(line.split()[-1])
-    return {k: v["sum"] / v["count"] for k, v in sums.items() if v.get("count")}
+        for part in found:
+            if line.startswith(f'medcap_batch_size_{part}{{kind="{kind}"}}'):
+                found[part] = float(line.split()[-1])
+    return found["sum"], found["count"]
+
+
+HEADER = (
+    f"{'mode':<10} {'kind':<6} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
+    f"{'p99 ms':>7} {'err':>4} {'batch':>5} {'srv cpu':>7} {'cli cpu':>7} {'rss MB':>7}"
+)
+
+
+def _run_mode(
+    mode: str, index_dir: Path, work: Path, queries: list[tuple[bytes, str]], args: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every kind and concurrency against one server; (phases, memory summary)."""
+    phases = []
+    with _server(index_dir, MODES[mode], work / f"server-{mode}.log") as (port, pid):
+        sampler = _Sampler(pid)
+        ready_mb = sampler.rss_mb()
+        with sampler:
+            for kind in ("image", "text"):
+                requests = _requests(port, kind, queries)
+                for level in [int(c) for c in args.concurrency.split(",")]:
+                    cpu0, seen = sampler.cpu_s(), len(sampler.samples_mb)
+                    queries0, batches0 = _batch_totals(port, kind)
+                    stats = asyncio.run(_load(port, requests, level, args.warmup,
+                                              args.seconds, args.max_requests))  # fmt: skip
+                    queries1, batches1 = _batch_totals(port, kind)
+                    phase = {
+                        "mode": mode, "kind": kind, "concurrency": level, **stats,
+                        "server_cpu_cores": (sampler.cpu_s() - cpu0) / stats["wall_s"],
+                        "client_cpu_cores": stats["client_cpu_s"] / stats["wall_s"],
+                        "mean_batch_size": (queries1 - queries0) / max(1.0, batches1 - batches0),
+                        "server_rss_peak_mb": max(sampler.samples_mb[seen:] or [sampler.rss_mb()]),
+                    }  # fmt: skip
+                    phases.append(phase)
+                    _print_phase(phase)
+        samples = sampler.samples_mb
+    memory = {
+        "rss_ready_mb": ready_mb,
+        "rss_first_phase_peak_mb": max(samples[: max(1, len(samples) // 12)]),
+        "rss_peak_mb": max(samples),
+        "rss_last_mb": samples[-1],
+        "samples": len(samples),
+    }
+    return phases, memory
+
+
+def _print_phase(p: dict[str, Any]) -> None:
+    print(f"{p['mode']:<10} {p['kind']:<6} {p['concurrency']:>4} {p['requests_per_s']:>8.0f} "
+          f"{p['p50_ms']:>7.1f} {p['p95_ms']:>7.1f} {p['p99_ms']:>7.1f} {p['errors']:>4} "
+          f"{p['mean_batch_size']:>5.1f} {p['server_cpu_cores']:>7.2f} "
+          f"{p['client_cpu_cores']:>7.2f} {p['server_rss_peak_mb']:>7.0f}", flush=True)  # fmt: skip
+
+
+def _outcome(phases: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the goals are about (at the lowest and highest concurrency measured)."""
+    image = {(p["mode"], p["concurrency"]): p for p in phases if p["kind"] == "image"}
+    low, top = min(c for _, c in image), max(c for _, c in image)
+    return {
+        "image_p50_ms_c1": image["batched", low]["p50_ms"],
+        "image_rps_c32": image["batched", top]["requests_per_s"],
+        "batching_speedup_c32": image["batched", top]["requests_per_s"]
+        / image["unbatched", top]["requests_per_s"],
+        "errors": sum(p["errors"] for p in phases),
+        "rss_growth_mb": {
+            m: v["rss_last_mb"] - v["rss_first_phase_peak_mb"] for m, v in memory.items()
+        },
+    }
 
 
 def main() -> None:
@@ -256,69 +324,24 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="where the index is built/reused")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     work = args.work or Path(tempfile.gettempdir()) / f"medcap-bench-serve-{args.n}"
     data, index_dir = _build(work, args.n)
     queries = _queries(data, args.queries)
-    levels = [int(c) for c in args.concurrency.split(",")]
     phases: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
-    print(f"{'mode':<10} {'kind':<6} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
-          f"{'p99 ms':>7} {'err':>4} {'batch':>5} {'srv cpu':>7} {'cli cpu':>7} {'rss MB':>7}")  # fmt: skip
-    for mode, settings in MODES.items():
-        with _server(index_dir, settings, work / f"server-{mode}.log") as (port, pid):
-            sampler = _Sampler(pid)
-            ready_mb = sampler.rss_mb()
-            with sampler:
-                for kind in ("image", "text"):
-                    requests = _requests(port, kind, queries)
-                    for level in levels:
-                        cpu0, batches0 = sampler.cpu_s(), _batch_sizes(port)
-                        seen = len(sampler.samples_mb)
-                        stats = asyncio.run(_load(port, requests, level, args.warmup,
-                                                  args.seconds, args.max_requests))  # fmt: skip
-                        server_cpu = (sampler.cpu_s() - cpu0) / stats["wall_s"]
-                        batch = _batch_sizes(port).get(kind, 0.0)
-                        peak = max(sampler.samples_mb[seen:] or [sampler.rss_mb()])
-                        phase = {"mode": mode, "kind": kind, "concurrency": level, **stats,
-                                 "server_cpu_cores": server_cpu,
-                                 "client_cpu_cores": stats["client_cpu_s"] / stats["wall_s"],
-                                 "mean_batch_size_so_far": batch,
-                                 "batch_sizes_before": batches0,
-                                 "server_rss_peak_mb": peak}  # fmt: skip
-                        phases.append(phase)
-                        print(f"{mode:<10} {kind:<6} {level:>4} {stats['requests_per_s']:>8.0f} "
-                              f"{stats['p50_ms']:>7.1f} {stats['p95_ms']:>7.1f} "
-                              f"{stats['p99_ms']:>7.1f} {stats['errors']:>4} {batch:>5.1f} "
-                              f"{server_cpu:>7.2f} {phase['client_cpu_cores']:>7.2f} "
-                              f"{peak:>7.0f}", flush=True)  # fmt: skip
-            samples = sampler.samples_mb
-            memory[mode] = {
-                "rss_ready_mb": ready_mb,
-                "rss_first_phase_peak_mb": max(samples[: max(1, len(samples) // 12)]),
-                "rss_peak_mb": max(samples),
-                "rss_last_mb": samples[-1],
-                "samples": len(samples),
-            }
-
-    def find(mode: str, kind: str, level: int) -> dict[str, Any]:
-        return next(p for p in phases if (p["mode"], p["kind"], p["concurrency"]) == (mode, kind, level))
-
-    top = max(levels)
-    batched, unbatched = find("batched", "image", top), find("unbatched", "image", top)
-    outcome = {
-        "image_p50_ms_c1": find("batched", "image", min(levels))["p50_ms"],
-        "image_rps_c32": batched["requests_per_s"],
-        "batching_speedup_c32": batched["requests_per_s"] / unbatched["requests_per_s"],
-        "errors": sum(p["errors"] for p in phases),
-        "rss_growth_mb": {m: v["rss_last_mb"] - v["rss_first_phase_peak_mb"] for m, v in memory.items()},
-    }
+    print(HEADER)
+    for mode in MODES:
+        found, memory[mode] = _run_mode(mode, index_dir, work, queries, args)
+        phases += found
+    outcome = _outcome(phases, memory)
     met = {
         "image_p50_ms_c1": outcome["image_p50_ms_c1"] <= GOALS["image_p50_ms_c1"],
         "image_rps_c32": outcome["image_rps_c32"] >= GOALS["image_rps_c32"],
         "batching_speedup_c32": outcome["batching_speedup_c32"] >= GOALS["batching_speedup_c32"],
         "zero_errors": outcome["errors"] == 0,
     }
-    print(json.dumps({"outcome": outcome, "goals_met": met}, indent=2))
+    print(json.dumps({"outcome": outcome, "goals_met": met, "memory": memory}, indent=2))
     result = {
         "benchmark": "serve",
         "cases": args.n,
@@ -327,7 +350,8 @@ def main() -> None:
         "k": 5,
         "query_images": "64x64 PNG phantoms (test split), about 5 kB",
         "cpu_count": os.cpu_count(),
-        "load_average_before": os.getloadavg(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "seconds_per_phase": args.seconds,
         "warmup_s": args.warmup,
         "load_generator": "one asyncio process, raw HTTP/1.1 keep-alive sockets",

@@ -105,3 +105,18 @@ def test_unreachable_service_is_one_line() -> None:
         client.search(text="chest")
     assert caught.value.status == 0 and "cannot reach the medcap service" in str(caught.value)
     assert not client.ready()
+
+
+def test_readme_client_snippet_runs(server: Server, query_images: list[Path]) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## HTTP service") :]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None
+    code = found.group(1).replace("http://127.0.0.1:8600", server.url)
+    code = code.replace('"scan.png"', repr(str(query_images[0])))
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the project's own README
+    assert scope["hits"] and all(h.split == "train" for h in scope["hits"])
+    assert isinstance(scope["result"], medcap.CaptionResult)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medcap.config import GenerationConfig, SearchMode, current
+from medcap.config import DEFAULTS, GenerationConfig, SearchMode, current
 from medcap.errors import InputError
 from medcap.serve.params import SearchParams
 from medcap.serve.settings import ServeOptions
@@ -80,19 +80,20 @@ class Engine:
     def search_images(self, queries: Sequence[ImageQuery]) -> list[list[Hit] | BaseException]:
         """Encode every query image in one batch, then search (one index call per group)."""
         vectors = self.retriever.encoder.encode_images([q.image for q in queries])
-        return self._search(vectors, [(q.params, q.exclude_id) for q in queries])
+        return self.search_vectors(vectors, [(q.params, q.exclude_id) for q in queries])
 
     def search_texts(self, queries: Sequence[TextQuery]) -> list[list[Hit] | BaseException]:
         """Encode every query text in one batch, then search (one index call per group)."""
         vectors = self.retriever.encoder.encode_texts([q.text for q in queries])
-        return self._search(vectors, [(q.params, None) for q in queries])
+        return self.search_vectors(vectors, [(q.params, None) for q in queries])
 
-    def _search(
+    def search_vectors(
         self,
         vectors: NDArray[np.float32],
         queries: Sequence[tuple[SearchParams, str | None]],
     ) -> list[list[Hit] | BaseException]:
-        """Queries with the same mode and filters share one index search at their largest k;
+        """Hits for query vectors (n, d). Queries with the same mode and filters share one
+        index search at their largest k;
         each keeps its own first k hits (the index orders ties by row, so a longer list
         starts with the shorter one). A failing group fails only its own queries."""
         groups: dict[Any, list[int]] = defaultdict(list)
@@ -121,7 +122,10 @@ class Engine:
         """Nearest cases to an indexed case's stored image vector (itself excluded)."""
         row = self._row(image_id)
         vector = self.index.vectors(np.array([row], dtype=np.int64), "images")
-        return self._search(vector, [(params, image_id)])[0]  # type: ignore[return-value]
+        [found] = self.search_vectors(vector, [(params, image_id)])
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
     # ---- captions (run on the generation thread) ------------------------------------
     def caption(self, image: Image.Image, k: int, neighbours: NeighbourSearch) -> CaptionResult:
@@ -153,7 +157,9 @@ class Engine:
             return stored
         if case.image_path is not None:
             record = Record(image_id, ImageRef(path=case.image_path), case.caption)
-            made = make_thumbnail(record, current().index.thumbnail_size or 128)
+            made = make_thumbnail(
+                record, current().index.thumbnail_size or DEFAULTS.index.thumbnail_size
+            )
             if made is not None:
                 return made
         raise CaseNotFoundError(
@@ -238,4 +244,4 @@ def _warm_up(engine: Engine, vector: NDArray[np.float32]) -> None:
     engine.retriever.encoder.encode_images([Image.new("RGB", (64, 64))])
     modes: tuple[SearchMode, ...] = ("images", "captions")
     for mode in modes:
-        engine._search(vector, [(SearchParams(1, mode), None)])
+        engine.search_vectors(vector, [(SearchParams(1, mode), None)])

@@ -184,7 +184,7 @@ async def caption(request: Request) -> JSONResponse:
     backend the server was started with; the answer keeps the neighbours and prompt."""
     start = time.perf_counter()
     service = _service(request)
-    service.engine  # noqa: B018 - 503 before reading the upload when not ready
+    service.check_ready()  # before reading the upload
     if body_kind(request) != MULTIPART:
         raise InputError(f"send the image to caption as multipart field {IMAGE_FIELD!r}")
     unknown = sorted(set(request.query_params) - {"k"})

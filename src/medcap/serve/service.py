@@ -78,11 +78,16 @@ class Service:
     @property
     def engine(self) -> Engine:
         """The loaded engine; NotReadyError (503) while loading or after a failed load."""
+        self.check_ready()
+        assert self._engine is not None
+        return self._engine
+
+    def check_ready(self) -> None:
+        """Raise NotReadyError (a 503) unless the index and encoder are loaded."""
         if self._engine is None:
             if self.status == "failed":
                 raise NotReadyError(f"the index could not be loaded: {self.problem}")
             raise NotReadyError("the index and encoder are still loading; retry shortly")
-        return self._engine
 
     async def start(self) -> None:
         """Start the batchers and load the index in the background (returns at once)."""
@@ -115,12 +120,12 @@ class Service:
     # ---- queries ---------------------------------------------------------------------
     async def search_image(self, image: Image.Image, params: SearchParams) -> list[Hit]:
         """Hits for one decoded image, through the image micro-batcher."""
-        self.engine  # noqa: B018 - 503 before queueing when not ready
+        self.check_ready()  # before queueing
         return await _queued(self.images.submit(ImageQuery(image, params)))
 
     async def search_text(self, text: str, params: SearchParams) -> list[Hit]:
         """Hits for one text, through the text micro-batcher."""
-        self.engine  # noqa: B018 - 503 before queueing when not ready
+        self.check_ready()  # before queueing
         return await _queued(self.texts.submit(TextQuery(text, params)))
 
     async def case_neighbours(self, image_id: str, params: SearchParams) -> list[Hit]:
