@@ -208,7 +208,7 @@ def _free_port() -> int:
 def _server(index_dir: Path, settings: tuple[str, ...], log: Path) -> Iterator[tuple[int, int]]:
     """`medcap serve` on a free loopback port until ready; (port, pid); always stopped."""
     port = _free_port()
-    sets = [arg for s in ("serve.log_requests=false", *settings) for arg in ("--set", s)]
+    sets = [arg for s in settings for arg in ("--set", s)]
     cmd = [sys.executable, "-m", "medcap", *sets, "serve", "--index", str(index_dir),
            "--port", str(port)]  # fmt: skip
     with open(log, "wb") as out:

@@ -71,6 +71,7 @@ def command(
     options = ServeOptions(
         index_dir=check_index_dir(index),
         cfg=cfg,
+        retrieval=active.retrieval,
         generation=replace_set(active.generation, backend=backend),
         encoder=replace_set(active.encoder, device=device),
         generator_model=model,

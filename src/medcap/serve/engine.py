@@ -92,8 +92,9 @@ class Engine:
         vectors: NDArray[np.float32],
         queries: Sequence[tuple[SearchParams, str | None]],
     ) -> list[list[Hit] | BaseException]:
-        """Hits for query vectors (n, d). Queries with the same mode and filters share one
-        index search at their largest k;
+        """Hits for query vectors (n, d), one (params, image_id to exclude) per vector.
+
+        Queries with the same mode and filters share one index search at their largest k;
         each keeps its own first k hits (the index orders ties by row, so a longer list
         starts with the shorter one). A failing group fails only its own queries."""
         groups: dict[Any, list[int]] = defaultdict(list)

@@ -33,7 +33,7 @@ class BodyTooLargeError(Exception):
 
 def json_body(message: str) -> bytes:
     """`{"error": "..."}` with the message on one line."""
-    return json.dumps({"error": " ".join(message.split())}).encode()
+    return json.dumps({"error": " ".join(message.split())}, separators=(",", ":")).encode()
 
 
 def case_route_path(scope: Scope) -> str | None:

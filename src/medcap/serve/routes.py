@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from medcap.config import current
 from medcap.errors import InputError
 from medcap.serve import answers
 from medcap.serve.metrics import CONTENT_TYPE
@@ -133,13 +132,12 @@ async def search(request: Request) -> JSONResponse:
     engine = service.engine
     kind = body_kind(request)
     body = await read_json(request) if kind != MULTIPART else None
-    cfg = current()
     parsed = parse_search(
         {name: request.query_params.getlist(name) for name in request.query_params},
         body,
         columns=engine.columns,
         cfg=service.options.cfg,
-        retrieval=cfg.retrieval,
+        retrieval=service.options.retrieval,
     )
     params = parsed.params
     if body is None:
@@ -176,7 +174,7 @@ async def search(request: Request) -> JSONResponse:
                 "schema": {"type": "integer"},
                 "description": "neighbours in the prompt (default generation.k)",
             },
-        ],  # fmt: skip
+        ],
     },
 )
 async def caption(request: Request) -> JSONResponse:
@@ -184,13 +182,13 @@ async def caption(request: Request) -> JSONResponse:
     backend the server was started with; the answer keeps the neighbours and prompt."""
     start = time.perf_counter()
     service = _service(request)
-    service.check_ready()  # before reading the upload
+    engine = service.engine  # 503 before reading the upload when not ready
     if body_kind(request) != MULTIPART:
         raise InputError(f"send the image to caption as multipart field {IMAGE_FIELD!r}")
     unknown = sorted(set(request.query_params) - {"k"})
     if unknown:
         raise InputError(f"unknown parameter {unknown[0]!r} for /v1/caption; it takes k")
-    k = current().generation.k
+    k = engine.generation.k  # as resolved with the adapter's own settings
     if "k" in request.query_params:
         k = parse_k(one_value("k", request.query_params.getlist("k")), service.options.cfg.max_k)
     image = await read_image(request)

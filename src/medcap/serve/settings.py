@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcap.client import TOKEN_ENV
-from medcap.config import DEFAULTS, EncoderConfig, GenerationConfig, ServeConfig
+from medcap.config import DEFAULTS, EncoderConfig, GenerationConfig, RetrievalConfig, ServeConfig
 from medcap.errors import InputError
 
 _TOKEN_HINT = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
@@ -24,6 +24,7 @@ class ServeOptions:
 
     index_dir: Path
     cfg: ServeConfig = field(default_factory=lambda: DEFAULTS.serve)
+    retrieval: RetrievalConfig = field(default_factory=lambda: DEFAULTS.retrieval)  # k, modes
     generation: GenerationConfig = field(default_factory=lambda: DEFAULTS.generation)
     encoder: EncoderConfig = field(default_factory=lambda: DEFAULTS.encoder)
     generator_model: str | None = None  # the caption backend's model id or directory
