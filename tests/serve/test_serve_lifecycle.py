@@ -103,18 +103,29 @@ def test_damaged_index_is_not_ready_but_alive(
         assert "error: the index could not be loaded" in server.log_text()
 
 
-def test_slow_request_is_cut_with_504(
+def test_slow_request_is_cut_with_504_and_a_full_queue_is_503(
     serve_index_dir: Path, tmp_path: Path, query_images: list[Path]
 ) -> None:
-    """A batch that waits 60 s for company outlasts a 1 s request timeout."""
+    """A batch that waits 60 s for company outlasts a 2 s request timeout; while it waits,
+    the queue (one query at most here) refuses the next query at once."""
     settings = ("serve.batch_max_wait_ms=60000", "serve.batch_max_size=64",
-                "serve.request_timeout_s=1")  # fmt: skip
+                "serve.request_timeout_s=2", "serve.queue_max=1")  # fmt: skip
+    png = query_images[0].read_bytes()
+    replies: list[Reply] = []
     with serving(serve_index_dir, tmp_path / "timeout.log", settings=settings) as server:
-        reply = server.search_image(query_images[0].read_bytes(), timeout=30)
-        assert reply.status == 504 and "longer than 1 s" in reply.error
+        first = threading.Thread(target=lambda: replies.append(server.search_image(png)))
+        first.start()
+        try:
+            wait_for(lambda: _queued(server) >= 1, server, 60, "holding a query")
+            refused = server.search_image(png)
+            assert refused.status == 503 and "overloaded" in refused.error
+        finally:
+            first.join(timeout=60)
+        assert replies[0].status == 504 and "longer than 2 s" in replies[0].error
         assert server.get("/healthz").status == 200
         metrics = server.metrics()
         assert 'endpoint="/v1/search",method="POST",status="504"' in metrics
+        assert 'endpoint="/v1/search",method="POST",status="503"' in metrics
 
 
 def test_sigterm_drains_the_request_in_flight(

@@ -104,6 +104,18 @@ def test_an_indexed_image_finds_itself_first(server: Server, phantom_dataset: An
     assert top["image_id"] == record.image_id and top["score"] > 0.99
 
 
+def test_jpeg_upload_is_searched(
+    server: Server, library_index: Any, query_images: list[Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    jpeg = tmp_path / "query.jpg"
+    Image.open(query_images[4]).save(jpeg, format="JPEG", quality=90)
+    reply = server.search_image(jpeg.read_bytes(), "?k=4&mode=images")
+    assert reply.status == 200, reply.body
+    assert_same_hits(reply.json(), library_index.search(str(jpeg), k=4, mode="images")[0])
+
+
 def test_dicom_upload_is_searched(server: Server, library_index: Any) -> None:
     from pydicom.data import get_testdata_file
 

@@ -39,7 +39,7 @@ def command(
         ),
     ] = None,
     insecure: Annotated[
-        bool, typer.Option(help="Allow a non-loopback --host without a token.")
+        bool, typer.Option("--insecure", help="Allow a non-loopback --host without a token.")
     ] = False,
     backend: BackendOption = None,
     model: Annotated[
