@@ -7,7 +7,8 @@ without it (serve.batch_max_size=1: one encoder call per query). Each phase runs
 --seconds after a warm-up, or until --max-requests. The load generator is one asyncio
 process speaking HTTP/1.1 over raw keep-alive sockets (prepared request bytes, responses
 checked by status), so it takes as little of the 2 cores as it can; its CPU time and the
-server's are both reported. The server's RSS is sampled every 0.1 s.
+server's are both reported, and requests per second of server CPU, which other jobs on
+the machine do not change. The server's RSS is sampled every 0.1 s.
 Goals: image p50 <= 15 ms at concurrency 1; >= 300 image queries/s at concurrency 32 with
 micro-batching and >= 2x the rate without; zero errors; memory flat.
 
@@ -249,7 +250,8 @@ def _batch_totals(port: int, kind: str) -> tuple[float, float]:
 
 HEADER = (
     f"{'mode':<10} {'kind':<6} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
-    f"{'p99 ms':>7} {'err':>4} {'batch':>5} {'srv cpu':>7} {'cli cpu':>7} {'rss MB':>7}"
+    f"{'p99 ms':>7} {'err':>4} {'batch':>5} {'srv cpu':>7} {'req/cpu-s':>9} {'cli cpu':>7} "
+    f"{'rss MB':>7}"
 )
 
 
@@ -273,6 +275,9 @@ def _run_mode(
                     phase = {
                         "mode": mode, "kind": kind, "concurrency": level, **stats,
                         "server_cpu_cores": (sampler.cpu_s() - cpu0) / stats["wall_s"],
+                        # requests per second of server CPU: what contention does not change
+                        "requests_per_server_cpu_s": stats["requests_per_s"]
+                        / max(1e-9, (sampler.cpu_s() - cpu0) / stats["wall_s"]),
                         "client_cpu_cores": stats["client_cpu_s"] / stats["wall_s"],
                         "mean_batch_size": (queries1 - queries0) / max(1.0, batches1 - batches0),
                         "server_rss_peak_mb": max(sampler.samples_mb[seen:] or [sampler.rss_mb()]),
@@ -294,6 +299,7 @@ def _print_phase(p: dict[str, Any]) -> None:
     print(f"{p['mode']:<10} {p['kind']:<6} {p['concurrency']:>4} {p['requests_per_s']:>8.0f} "
           f"{p['p50_ms']:>7.1f} {p['p95_ms']:>7.1f} {p['p99_ms']:>7.1f} {p['errors']:>4} "
           f"{p['mean_batch_size']:>5.1f} {p['server_cpu_cores']:>7.2f} "
+          f"{p['requests_per_server_cpu_s']:>9.0f} "
           f"{p['client_cpu_cores']:>7.2f} {p['server_rss_peak_mb']:>7.0f}", flush=True)  # fmt: skip
 
 
@@ -306,6 +312,8 @@ def _outcome(phases: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, 
         "image_rps_c32": image["batched", top]["requests_per_s"],
         "batching_speedup_c32": image["batched", top]["requests_per_s"]
         / image["unbatched", top]["requests_per_s"],
+        "batching_gain_per_server_cpu_s_c32": image["batched", top]["requests_per_server_cpu_s"]
+        / image["unbatched", top]["requests_per_server_cpu_s"],
         "errors": sum(p["errors"] for p in phases),
         "rss_growth_mb": {
             m: v["rss_last_mb"] - v["rss_first_phase_peak_mb"] for m, v in memory.items()
