@@ -1,14 +1,16 @@
 """Load test of `medcap serve` on loopback: requests/s, latency percentiles, errors, memory.
 
-A `medcap serve` process over a --n case phantom index (random-init medcap-tiny, built once
-in --work and reused), answering image uploads (held-out PNG phantoms) and text queries
-(their captions) from --concurrency clients each, with micro-batching (the defaults) and
-without it (serve.batch_max_size=1: one encoder call per query). Each phase runs for
---seconds after a warm-up, or until --max-requests. The load generator is one asyncio
-process speaking HTTP/1.1 over raw keep-alive sockets (prepared request bytes, responses
-checked by status), so it takes as little of the 2 cores as it can; its CPU time and the
-server's are both reported, and requests per second of server CPU, which other jobs on
-the machine do not change. The server's RSS is sampled every 0.1 s.
+Two `medcap serve` processes over a --n case phantom index (random-init medcap-tiny, built
+once in --work and reused): one with micro-batching (the defaults), one without it
+(serve.batch_max_size=1: one encoder call per query). They answer image uploads (held-out
+PNG phantoms) and text queries (their captions) from --concurrency clients. Both run at
+once; each phase runs against one and then at once against the other, so that both meet
+the same load from other jobs. A phase lasts --seconds after a warm-up, or until
+--max-requests. The load generator is one asyncio process speaking HTTP/1.1 over raw
+keep-alive sockets (prepared request bytes, responses checked by status), so it takes as
+little of the 2 cores as it can. Reported: its CPU and the server's, requests per second
+of server CPU (which other jobs on the machine do not change), and the server's RSS,
+sampled every 0.1 s.
 Goals: image p50 <= 15 ms at concurrency 1; >= 300 image queries/s at concurrency 32 with
 micro-batching and >= 2x the rate without; zero errors; memory flat.
 
@@ -255,43 +257,57 @@ HEADER = (
 )
 
 
-def _run_mode(
-    mode: str, index_dir: Path, work: Path, queries: list[tuple[bytes, str]], args: Any
+def _phase(
+    mode: str, kind: str, level: int, port: int, sampler: _Sampler, requests: list[bytes], args: Any
+) -> dict[str, Any]:
+    """One load phase against one server, with its CPU, batch sizes and peak RSS."""
+    cpu0, seen = sampler.cpu_s(), len(sampler.samples_mb)
+    queries0, batches0 = _batch_totals(port, kind)
+    stats = asyncio.run(_load(port, requests, level, args.warmup, args.seconds, args.max_requests))
+    queries1, batches1 = _batch_totals(port, kind)
+    cores = (sampler.cpu_s() - cpu0) / stats["wall_s"]
+    return {
+        "mode": mode, "kind": kind, "concurrency": level, **stats,
+        "server_cpu_cores": cores,
+        # requests per second of server CPU: what other jobs on the machine do not change
+        "requests_per_server_cpu_s": stats["requests_per_s"] / max(1e-9, cores),
+        "client_cpu_cores": stats["client_cpu_s"] / stats["wall_s"],
+        "mean_batch_size": (queries1 - queries0) / max(1.0, batches1 - batches0),
+        "server_rss_peak_mb": max(sampler.samples_mb[seen:] or [sampler.rss_mb()]),
+    }  # fmt: skip
+
+
+def _run_all(
+    index_dir: Path, work: Path, queries: list[tuple[bytes, str]], args: Any
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every kind and concurrency against one server; (phases, memory summary)."""
+    """Both servers up at once; each kind and concurrency runs against one, then at once
+    against the other, so that both meet the same load from other jobs. (phases, memory)"""
     phases = []
-    with _server(index_dir, MODES[mode], work / f"server-{mode}.log") as (port, pid):
-        sampler = _Sampler(pid)
-        ready_mb = sampler.rss_mb()
-        with sampler:
-            for kind in ("image", "text"):
-                requests = _requests(port, kind, queries)
-                for level in [int(c) for c in args.concurrency.split(",")]:
-                    cpu0, seen = sampler.cpu_s(), len(sampler.samples_mb)
-                    queries0, batches0 = _batch_totals(port, kind)
-                    stats = asyncio.run(_load(port, requests, level, args.warmup,
-                                              args.seconds, args.max_requests))  # fmt: skip
-                    queries1, batches1 = _batch_totals(port, kind)
-                    phase = {
-                        "mode": mode, "kind": kind, "concurrency": level, **stats,
-                        "server_cpu_cores": (sampler.cpu_s() - cpu0) / stats["wall_s"],
-                        # requests per second of server CPU: what contention does not change
-                        "requests_per_server_cpu_s": stats["requests_per_s"]
-                        / max(1e-9, (sampler.cpu_s() - cpu0) / stats["wall_s"]),
-                        "client_cpu_cores": stats["client_cpu_s"] / stats["wall_s"],
-                        "mean_batch_size": (queries1 - queries0) / max(1.0, batches1 - batches0),
-                        "server_rss_peak_mb": max(sampler.samples_mb[seen:] or [sampler.rss_mb()]),
-                    }  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        servers = {
+            mode: stack.enter_context(_server(index_dir, settings, work / f"server-{mode}.log"))
+            for mode, settings in MODES.items()
+        }
+        samplers = {mode: stack.enter_context(_Sampler(pid)) for mode, (_, pid) in servers.items()}
+        ready = {mode: sampler.samples_mb[0] if sampler.samples_mb else sampler.rss_mb()
+                 for mode, sampler in samplers.items()}  # fmt: skip
+        for kind in ("image", "text"):
+            for level in [int(c) for c in args.concurrency.split(",")]:
+                for mode, (port, _) in servers.items():
+                    phase = _phase(mode, kind, level, port, samplers[mode],
+                                   _requests(port, kind, queries), args)  # fmt: skip
                     phases.append(phase)
                     _print_phase(phase)
+    memory = {}
+    for mode, sampler in samplers.items():
         samples = sampler.samples_mb
-    memory = {
-        "rss_ready_mb": ready_mb,
-        "rss_first_phase_peak_mb": max(samples[: max(1, len(samples) // 12)]),
-        "rss_peak_mb": max(samples),
-        "rss_last_mb": samples[-1],
-        "samples": len(samples),
-    }
+        memory[mode] = {
+            "rss_ready_mb": ready[mode],
+            "rss_first_phase_peak_mb": max(samples[: max(1, len(samples) // 12)]),
+            "rss_peak_mb": max(samples),
+            "rss_last_mb": samples[-1],
+            "samples": len(samples),
+        }
     return phases, memory
 
 
@@ -336,12 +352,8 @@ def main() -> None:
     work = args.work or Path(tempfile.gettempdir()) / f"medcap-bench-serve-{args.n}"
     data, index_dir = _build(work, args.n)
     queries = _queries(data, args.queries)
-    phases: list[dict[str, Any]] = []
-    memory: dict[str, Any] = {}
     print(HEADER)
-    for mode in MODES:
-        found, memory[mode] = _run_mode(mode, index_dir, work, queries, args)
-        phases += found
+    phases, memory = _run_all(index_dir, work, queries, args)
     outcome = _outcome(phases, memory)
     met = {
         "image_p50_ms_c1": outcome["image_p50_ms_c1"] <= GOALS["image_p50_ms_c1"],
