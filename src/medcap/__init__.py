@@ -9,6 +9,7 @@ The calls a notebook needs, each one line (see README, "Python API"):
 >>> captions = medcap.caption(index, ["scan.png"])
 >>> medcap.evaluate_retrieval("demo-out/phantoms", ["medcap-tiny"]).metrics
 >>> medcap.rank_captions("scan.png", ["CT of the chest", "MRI of the brain"])[0].caption
+>>> medcap.Client("http://127.0.0.1:8600").search("scan.png", k=5)   # a `medcap serve`
 
 Everything loads on first use: `import medcap` imports neither torch, faiss nor
 open_clip. The subpackages (`medcap.data`, `.encoder`, `.index`, `.retrieval`,
@@ -33,6 +34,7 @@ _LAZY: dict[str, str] = {
     "evaluate_retrieval": "medcap.api:evaluate_retrieval",
     "score_captions": "medcap.api:score_captions",
     "rank_captions": "medcap.retrieval.rank:rank_captions",
+    "Client": "medcap.client:Client",  # a running `medcap serve` service
     # what they return
     "Dataset": "medcap.data.dataset:Dataset",
     "Encoder": "medcap.encoder.encoder:Encoder",
@@ -55,6 +57,7 @@ _LAZY: dict[str, str] = {
     "IndexMismatchError": "medcap.errors:IndexMismatchError",
     "CorruptArtifactError": "medcap.errors:CorruptArtifactError",
     "MissingExtraError": "medcap.errors:MissingExtraError",
+    "ServiceError": "medcap.errors:ServiceError",
 }
 
 # Written out (not `[*_LAZY]`) so linters and type checkers read it; a test keeps both equal.
@@ -62,6 +65,7 @@ __all__ = [
     "Caption",
     "CaptionResult",
     "CaptionScores",
+    "Client",
     "CorruptArtifactError",
     "Dataset",
     "Encoder",
@@ -77,6 +81,7 @@ __all__ = [
     "Record",
     "RetrievalEvaluation",
     "Retriever",
+    "ServiceError",
     "Skipped",
     "__version__",
     "build_index",
@@ -97,6 +102,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of this runs
         open_index,
         score_captions,
     )
+    from medcap.client import Client
     from medcap.data.dataset import Dataset
     from medcap.data.readers import open_dataset
     from medcap.encoder.encoder import Encoder, load_encoder
@@ -108,6 +114,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of this runs
         MedcapError,
         MissingExtraError,
         OfflineFetchError,
+        ServiceError,
     )
     from medcap.generation.captioning import CaptionResult
     from medcap.retrieval.rank import RankedCaption, rank_captions

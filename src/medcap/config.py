@@ -358,6 +358,34 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """The HTTP service (`medcap serve`): binding, limits, micro-batching, timeouts."""
+
+    host: str = "127.0.0.1"  # loopback only; another address needs --token (or --insecure)
+    port: int = 8600
+    workers: int = 1  # one process: micro-batching and /metrics live in it (see medcap.serve)
+    max_upload_bytes: int = 50 * 1024 * 1024  # request body limit (a large DICOM fits)
+    max_k: int = 100  # largest k a search may ask for
+    batch_max_size: int = 32  # queries encoded together at most
+    batch_max_wait_ms: float = 2.0  # how long the first query of a batch waits for others
+    queue_max: int = 1024  # queries waiting for the encoder before new ones get 503
+    request_timeout_s: float = 30.0  # a request still running after this gets 504
+    graceful_shutdown_s: float = 30.0  # SIGTERM: how long in-flight requests may finish
+    encoder_threads: int | None = None  # torch CPU threads (None: one less than the cores)
+    column_values_max: int = 40  # GET /v1/index lists a column's values up to this many
+    min_token_chars: int = 16  # shorter bearer tokens are refused (guessable)
+    log_requests: bool = True  # one log line per request (method, path, status, ms)
+
+    def __post_init__(self) -> None:
+        _at_least("serve", self, 0, "port", "batch_max_wait_ms", "column_values_max")
+        _at_least("serve", self, 1, "workers", "max_upload_bytes", "max_k", "batch_max_size")
+        _at_least("serve", self, 1, "queue_max", "encoder_threads", "min_token_chars")
+        _positive("serve", self, "request_timeout_s", "graceful_shutdown_s")
+        if self.port > 65535:
+            raise InputError(f"serve.port must be <= 65535, got {self.port}")
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """`medcap demo`: the whole pipeline on phantoms, sized for a laptop CPU."""
 
@@ -386,6 +414,7 @@ class MedcapConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     app: AppConfig = field(default_factory=AppConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 DEFAULTS = MedcapConfig()

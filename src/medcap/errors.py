@@ -31,6 +31,15 @@ class CorruptArtifactError(MedcapError):
     """A damaged or incomplete artifact file (index, parquet, checkpoint, manifest)."""
 
 
+class ServiceError(MedcapError):
+    """A `medcap serve` service refused a request or could not be reached; `status` is the
+    HTTP status (0 when no answer came)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class MissingExtraError(MedcapError):
     """An optional dependency group is not installed."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from medcap.config import current
 from medcap.errors import MedcapError
@@ -13,7 +13,7 @@ from medcap.types import Hit
 if TYPE_CHECKING:
     from PIL import Image
 
-    from medcap.app.cases import CaseTable
+    from medcap.app.cases import CaseInfo
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,18 @@ class CaseCard:
         return " · ".join(str(v) for v in self.metadata.values() if str(v))
 
 
+class CaseView(Protocol):
+    """What a card needs to know of the cases: a local CaseTable or a service's RemoteCases."""
+
+    def info(self, image_id: str) -> CaseInfo: ...
+
+    def thumbnail(self, image_id: str, max_px: int) -> Image.Image: ...
+
+    def card_metadata(self, image_id: str, fields: Sequence[str] = ()) -> dict[str, str]: ...
+
+
 def card_for(
-    cases: CaseTable,
+    cases: CaseView,
     image_id: str,
     *,
     rank: int | None = None,
@@ -76,7 +86,7 @@ def card_for(
 
 
 def cards_from_hits(
-    cases: CaseTable, hits: Sequence[Hit], *, thumbnail_px: int | None = None
+    cases: CaseView, hits: Sequence[Hit], *, thumbnail_px: int | None = None
 ) -> list[CaseCard]:
     """Cards for search hits, in hit order, with the hit's rank and score."""
     return [

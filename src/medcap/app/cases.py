@@ -98,18 +98,18 @@ class CaseTable:
         columns are used. A value already contained in a shown one is dropped ("right"
         after "right upper").
         """
-        metadata = self.info(image_id).metadata
-        text = [k for k, kind in self.column_kinds.items() if kind == "text"]
-        chosen = [f for f in fields if f in self.column_kinds] or text
-        shown: dict[str, str] = {}
-        for key in chosen:
-            value = metadata.get(key, "")
-            if not value or any(value.lower() in v.lower() for v in shown.values()):
-                continue
-            shown[key] = value
-            if len(shown) == _CARD_FIELDS:
-                break
-        return shown
+        return pick_card_fields(self.info(image_id).metadata, self.column_kinds, fields)
+
+    def first_id(self) -> str | None:
+        """The first case in browsing (row) order."""
+        return self.ids[0] if self.ids else None
+
+    def adjacent(self, image_id: str) -> tuple[str | None, str | None]:
+        """The cases before and after `image_id` in browsing order (None at the ends)."""
+        row = self.position(image_id)
+        before = self.ids[row - 1] if row > 0 else None
+        after = self.ids[row + 1] if row + 1 < len(self.ids) else None
+        return before, after
 
     # ---- columns (dataset page, filters) --------------------------------------------
     def captions(self) -> list[str]:
@@ -199,6 +199,24 @@ class CaseTable:
     def vector(self, image_id: str, target: Target) -> NDArray[np.float32]:
         """The stored (1, d) unit float32 vector of one case ("images" or "captions")."""
         return self.index.vectors(np.array([self.position(image_id)], dtype=np.int64), target)
+
+
+def pick_card_fields(
+    metadata: Mapping[str, str], column_kinds: Mapping[str, ColumnKind], fields: Sequence[str]
+) -> dict[str, str]:
+    """The metadata a card shows: `fields` in that order (else the first text columns), at
+    most five, dropping a value already contained in a shown one."""
+    text = [k for k, kind in column_kinds.items() if kind == "text"]
+    chosen = [f for f in fields if f in column_kinds] or text
+    shown: dict[str, str] = {}
+    for key in chosen:
+        value = metadata.get(key, "")
+        if not value or any(value.lower() in v.lower() for v in shown.values()):
+            continue
+        shown[key] = value
+        if len(shown) == _CARD_FIELDS:
+            break
+    return shown
 
 
 def load_image_bytes(data: bytes, image_id: str) -> Image.Image:

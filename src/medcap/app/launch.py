@@ -63,18 +63,21 @@ def app_url(cfg: AppConfig) -> str:
 
 
 def streamlit_command(
-    index_dir: str | Path,
+    index_dir: str | Path | None,
     cfg: AppConfig,
     settings: Sequence[str] = (),
     *,
     reports: Sequence[str | Path] = (),
+    api: str | None = None,
 ) -> list[str]:
-    """The `streamlit run` command line that serves the browser over `index_dir`.
+    """The `streamlit run` command line that serves the browser over `index_dir` (or the
+    `medcap serve` service at `api`).
 
     `settings` (`section.field=value`) reach the app's active config; `reports` are the
     folders whose report.json files the Benchmarks page may open (none given: the index
     directory).
     """
+    source = ["--api", api] if api is not None else ["--index", str(index_dir)]
     return [
         sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", cfg.host,
@@ -86,7 +89,7 @@ def streamlit_command(
         "--client.toolbarMode", "minimal",
         "--theme.base", "light",
         "--",
-        "--index", str(index_dir),
+        *source,
         *(arg for setting in settings for arg in ("--set", setting)),
         *(arg for folder in reports for arg in ("--reports", str(folder))),
     ]  # fmt: skip
@@ -99,17 +102,24 @@ class AppArgs:
     index: Path | None = None
     settings: tuple[str, ...] = ()  # `section.field=value` for the app's config
     reports: tuple[Path, ...] = ()  # folders the Benchmarks page may read reports from
+    api: str | None = None  # URL of a `medcap serve` service to browse instead of an index
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
-    """Read `--index DIR`, `--set section.field=value` and `--reports DIR` (both repeatable)
-    from the script's arguments; anything else is ignored."""
+    """Read `--index DIR` (or `--api URL`), `--set section.field=value` and `--reports DIR`
+    (both repeatable) from the script's arguments; anything else is ignored."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--api", default=None)
     parser.add_argument("--set", action="append", default=[], dest="settings")
     parser.add_argument("--reports", type=Path, action="append", default=[])
     known, _ = parser.parse_known_args(list(argv))
-    return AppArgs(index=known.index, settings=tuple(known.settings), reports=tuple(known.reports))
+    return AppArgs(
+        index=known.index,
+        settings=tuple(known.settings),
+        reports=tuple(known.reports),
+        api=known.api,
+    )
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -11,8 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medcap.app.cards import CaseCard, cards_from_hits
+from medcap.app.remote import AnyIndex, RemoteIndex
 from medcap.config import SearchMode, current
-from medcap.errors import ImageDecodeError, ImageTooLargeError
+from medcap.errors import ImageDecodeError, ImageTooLargeError, InputError
 from medcap.types import Hit, ImageRef
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def _search(
 
 
 def search_cases(
-    app: AppIndex,
+    app: AnyIndex,
     *,
     image: Image.Image | None = None,
     text: str | None = None,
@@ -89,10 +90,18 @@ def search_cases(
 
     `mode` is what the query is matched against: the indexed "images" or "captions".
     With `filters`, the cases that pass are scored exactly on their stored vectors.
-    `exclude_id` drops that case from its own results (a case's neighbours).
+    `exclude_id` drops that case from its own results (a case's neighbours). With a
+    `medcap serve` service (`RemoteIndex`) the service searches.
     """
     if image is None and not (text and text.strip()):
         return []
+    if isinstance(app, RemoteIndex):
+        if exclude_id is not None:
+            raise InputError("a query excluding a case is not offered through the service")
+        return app.search_cards(
+            image=image, text=None if image is not None else text, k=k, mode=mode,
+            filters=filters, thumbnail_px=thumbnail_px,
+        )  # fmt: skip
     encoder = app.retriever.encoder
     vector = (
         encoder.encode_images([image]) if image is not None else encoder.encode_texts([text or ""])
@@ -102,7 +111,7 @@ def search_cases(
 
 
 def case_neighbours(
-    app: AppIndex,
+    app: AnyIndex,
     image_id: str,
     *,
     k: int,
@@ -111,6 +120,11 @@ def case_neighbours(
     thumbnail_px: int | None = None,
 ) -> list[CaseCard]:
     """An indexed case's own nearest neighbours (itself excluded), from its stored vector."""
+    if isinstance(app, RemoteIndex):
+        return app.search_cards(
+            image=None, text=None, case=image_id, k=k, mode=mode, filters=filters,
+            thumbnail_px=thumbnail_px,
+        )  # fmt: skip
     vector = app.cases.vector(image_id, "images")
     hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=image_id)
     return cards_from_hits(app.cases, hits, thumbnail_px=thumbnail_px)

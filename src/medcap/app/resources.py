@@ -7,15 +7,18 @@ return shared objects that pages treat as read-only.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from medcap.app import launch
+from medcap.app.remote import AnyIndex, RemoteIndex, open_remote_index
 from medcap.app.report_access import ReportAccess
 from medcap.app.reports import ReportView, open_report_view
 from medcap.app.session import AppIndex, AppLoadError, open_app_index
+from medcap.client import TOKEN_ENV
 from medcap.config import current
 from medcap.errors import MedcapError
 
@@ -36,6 +39,12 @@ medcap app --index runs/demo/index"""
 def load_app_index(index_path: str) -> AppIndex:
     """Open `index_path` once per server process (keyed by the resolved path)."""
     return open_app_index(index_path, device=current().encoder.device)
+
+
+@st.cache_resource(show_spinner="Connecting to the medcap service...", max_entries=4)
+def load_remote_index(url: str, token: str | None) -> RemoteIndex:
+    """The `medcap serve` service at `url`, once per server process and token."""
+    return open_remote_index(url, token)
 
 
 @st.cache_resource(show_spinner="Loading the caption backend...", max_entries=4)
@@ -81,20 +90,24 @@ def index_path_arg() -> str | None:
     return str(index.expanduser().resolve()) if index is not None else None
 
 
-def index_or_problem() -> tuple[AppIndex | None, AppLoadError | None]:
-    """The opened index, or the reason it could not be opened."""
+def index_or_problem() -> tuple[AnyIndex | None, AppLoadError | None]:
+    """The opened index (or the service of `--api URL`), or the reason it could not be had."""
+    api = launch.parse_app_args(sys.argv[1:]).api
     path = index_path_arg()
-    if path is None:
+    if api is None and path is None:
         return None, AppLoadError("missing", "the app was started without --index DIR")
     try:
-        return load_app_index(path), None
+        if api is not None:
+            # the token comes in the environment, never in argv, where `ps` would show it
+            return load_remote_index(api, os.environ.get(TOKEN_ENV)), None
+        return load_app_index(str(path)), None
     except AppLoadError as exc:
         return None, exc
     except MedcapError as exc:
         return None, AppLoadError("invalid", str(exc))
 
 
-def require_index() -> AppIndex:
+def require_index() -> AnyIndex:
     """The opened index; otherwise show why on the page and stop this run."""
     loaded, problem = index_or_problem()
     if loaded is None:
@@ -108,6 +121,12 @@ def show_problem(problem: AppLoadError | None) -> None:
     if problem is None:
         return
     st.error(str(problem), icon=":material/error:")
+    if problem.kind == "service":
+        st.markdown(
+            "Start the service with `medcap serve --index DIR` (the page retries on the next "
+            "interaction), or check the `--api` URL and the token (`MEDCAP_TOKEN`)."
+        )
+        return
     if problem.kind == "encoder":
         st.markdown(
             "The index was found, but the encoder named in its `manifest.json` could not "
@@ -118,13 +137,24 @@ def show_problem(problem: AppLoadError | None) -> None:
     st.code(_BUILD_EXAMPLE, language="bash")
 
 
-def render_sidebar(loaded: AppIndex | None, problem: AppLoadError | None) -> None:
+def render_sidebar(loaded: AnyIndex | None, problem: AppLoadError | None) -> None:
     """A short description of the open index in the sidebar."""
     with st.sidebar:
         if loaded is None:
             st.caption("No index open.")
             return
-        st.caption(
-            f"**Index** `{loaded.path.name}`  \n{len(loaded.cases):,} cases  \n"
-            f"encoder `{loaded.encoder_spec}`"
+        where = (
+            f"**Service** {loaded.url}"
+            if isinstance(loaded, RemoteIndex)
+            else f"**Index** `{loaded.path.name}`"
         )
+        st.caption(f"{where}  \n{len(loaded.cases):,} cases  \nencoder `{loaded.encoder_spec}`")
+
+
+def local_index() -> AppIndex:
+    """The opened local index; in `--api` mode the page says it needs one and stops."""
+    loaded = require_index()
+    if isinstance(loaded, RemoteIndex):
+        st.info("This page needs a local index (medcap app --index DIR).")
+        st.stop()
+    return loaded

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ProblemKind = Literal["missing", "invalid", "encoder"]
+ProblemKind = Literal["missing", "invalid", "encoder", "service"]
 
 
 class AppLoadError(MedcapError):

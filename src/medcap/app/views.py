@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from medcap.app.cards import CaseCard
-from medcap.app.session import AppIndex
+from medcap.app.remote import AnyIndex
 from medcap.config import SearchMode, current
 from medcap.errors import MedcapError
 
@@ -47,7 +47,7 @@ def _render_card(card: CaseCard) -> None:
 
 
 def search_settings(
-    app: AppIndex, *, default_mode: SearchMode, key: str, mode_key: str | None = None
+    app: AnyIndex, *, default_mode: SearchMode, key: str, mode_key: str | None = None
 ) -> tuple[int, SearchMode, dict[str, list[str]]]:
     """Sidebar controls: k, what to match against, metadata filters (widget keys `key-*`)."""
     cfg = current().app

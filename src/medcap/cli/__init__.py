@@ -36,6 +36,7 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("rank", "rank", "command"),
     ("caption", "caption", "command"),
     ("browser", "app", "command"),  # not cli/app.py: that name would shadow the root `app`
+    ("serve", "serve", "command"),
     ("eval", "eval", "group"),
     ("report", "report", "command"),
     ("demo", "demo", "command"),

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from medcap.cli.options import VerifyOption
+from medcap.client import TOKEN_ENV
 from medcap.config import DEFAULTS, current, replace_set
 
 
@@ -24,7 +25,9 @@ def server_settings(verify: bool | None) -> list[str]:
 
 
 def command(
-    index: Annotated[Path, typer.Option("--index", help="Index directory to browse.")],
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index directory to browse.")
+    ] = None,
     port: Annotated[
         int | None, typer.Option(help=f"Port to serve on. (default: {DEFAULTS.app.port})")
     ] = None,
@@ -41,16 +44,38 @@ def command(
             "several. (default: the index directory)",
         ),
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            help="URL of a running `medcap serve` to browse instead of --index "
+            "(no model loads here), e.g. http://127.0.0.1:8600.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="The --api service's bearer token."),
+    ] = None,
 ) -> None:
-    """Browse similar cases in a web UI (Streamlit) over an index directory."""
-    from medcap.app import launch
+    """Browse similar cases in a web UI (Streamlit) over an index directory or a service."""
+    import os
 
+    from medcap.app import launch
+    from medcap.errors import InputError
+
+    if (index is None) == (api is None):
+        raise InputError("give --index DIR or --api URL (a running medcap serve), not both")
     cfg = replace_set(current().app, port=port, host=host)
-    index_dir = launch.check_index_dir(index)
+    index_dir = launch.check_index_dir(index) if index is not None else None
     report_dirs = [launch.check_report_dir(folder) for folder in reports or []]
     launch.check_port_free(cfg.host, cfg.port)
-    typer.echo(f"medcap app: browsing {index_dir} at {launch.app_url(cfg)} (Ctrl-C to stop)")
-    command = launch.streamlit_command(index_dir, cfg, server_settings(verify), reports=report_dirs)
+    if token is not None:
+        os.environ[TOKEN_ENV] = token  # the app process reads it there: argv would show it
+    source = index_dir if index_dir is not None else f"the medcap service at {api}"
+    typer.echo(f"medcap app: browsing {source} at {launch.app_url(cfg)} (Ctrl-C to stop)")
+    command = launch.streamlit_command(
+        index_dir, cfg, server_settings(verify), reports=report_dirs, api=api
+    )
     code = launch.run_server(command)
     if code not in (0, 130):
         typer.echo(f"error: the Streamlit server exited with code {code}", err=True)

@@ -14,7 +14,7 @@ from medcap.generation.prompt import list_templates
 
 gen = current().generation
 cfg = current().app
-app = resources.require_index()
+app = resources.local_index()
 st.title("Retrieval-augmented caption")
 
 with st.sidebar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap.app import queries, resources, views
+from medcap.app.remote import RemoteIndex
 from medcap.config import current
 from medcap.errors import MedcapError
 
@@ -13,27 +14,34 @@ app = resources.require_index()
 cases = app.cases
 
 requested = st.query_params.get("id")
+first_id = cases.first_id()  # None through a service: it does not list its cases
 if requested is not None and requested not in cases:
-    views.show_error(KeyError(f"no case {requested!r} in this index; showing the first case"))
+    fallback = "; showing the first case" if first_id is not None else ""
+    views.show_error(KeyError(f"no case {requested!r} in this index{fallback}"))
     requested = None
-image_id = requested or cases.ids[0]
-position = cases.position(image_id)
+image_id = requested or first_id
+previous_id, next_id = cases.adjacent(image_id) if image_id is not None else (None, None)
 
 nav = st.columns([1, 1, 4], vertical_alignment="bottom")
-if nav[0].button("Previous", icon=":material/arrow_back:", disabled=position == 0):
-    st.query_params["id"] = cases.ids[position - 1]
+back = nav[0].button("Previous", icon=":material/arrow_back:", disabled=previous_id is None)
+if back and previous_id is not None:
+    st.query_params["id"] = previous_id
     st.rerun()
-if nav[1].button("Next", icon=":material/arrow_forward:", disabled=position + 1 >= len(cases)):
-    st.query_params["id"] = cases.ids[position + 1]
+forward = nav[1].button("Next", icon=":material/arrow_forward:", disabled=next_id is None)
+if forward and next_id is not None:
+    st.query_params["id"] = next_id
     st.rerun()
 with nav[2].form("case-go", border=False):
     go_cols = st.columns([4, 1], vertical_alignment="bottom")
-    typed = go_cols[0].text_input("Go to case id", placeholder=image_id)
+    typed = go_cols[0].text_input("Go to case id", placeholder=image_id or "an image_id")
     if go_cols[1].form_submit_button("Open") and typed.strip():
         if typed.strip() in cases:
             st.query_params["id"] = typed.strip()
             st.rerun()
         views.show_error(KeyError(f"no case {typed.strip()!r} in this index"))
+if image_id is None:
+    st.info("Open a case from a search result, or type its id.", icon=":material/info:")
+    st.stop()
 
 info = cases.info(image_id)
 st.title(image_id)
@@ -60,12 +68,13 @@ with text_col:
         hide_index=True,
         hide_header=True,
     )
-    st.page_link(
-        views.CAPTION_PAGE,
-        label="Caption this case",
-        icon=":material/edit_note:",
-        query_params={"id": image_id},
-    )
+    if not isinstance(app, RemoteIndex):  # the caption page needs the index here
+        st.page_link(
+            views.CAPTION_PAGE,
+            label="Caption this case",
+            icon=":material/edit_note:",
+            query_params={"id": image_id},
+        )
 
 k, mode, filters = views.search_settings(app, default_mode=current().retrieval.mode, key="case")
 st.subheader("Nearest neighbours")

@@ -17,7 +17,7 @@ def _bars(counts: dict[str, int], label: str) -> None:
     )  # fmt: skip
 
 
-app = resources.require_index()
+app = resources.local_index()
 summary = summarise_cases(app.cases, max_values=current().app.filter_max_values)
 
 st.title("Dataset")
