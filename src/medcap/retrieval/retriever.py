@@ -273,7 +273,8 @@ def _tower_is_requested(index: IndexDir, model: str | None) -> bool:
     from medcap.encoder.spec import parse_spec
 
     spec = parse_spec(model)
-    fingerprint = cached_fingerprint(spec.path) if spec.path and spec.kind == "checkpoint" else None
+    keyed = spec.kind in ("checkpoint", "snapshot")  # fingerprints cached by weights file
+    fingerprint = cached_fingerprint(spec.path) if spec.path and keyed else None
     check_fingerprint(index.manifest, fingerprint, str(index.path))
     return fingerprint is not None
 
