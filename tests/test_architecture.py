@@ -44,7 +44,16 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "index": (BASE, {"numpy", "faiss", "pyarrow", "tqdm", "torch"}),
     "encoder": (
         BASE | {"data", "devices"},
-        {"torch", "torchvision", "open_clip", "numpy", "PIL", "tqdm", "huggingface_hub"},
+        {
+            "torch",
+            "torchvision",
+            "open_clip",
+            "numpy",
+            "PIL",
+            "tqdm",
+            "huggingface_hub",
+            "transformers",  # open_clip's HF text towers: is a local text config usable
+        },
     ),
     "retrieval": (BASE | {"data", "encoder", "index", "devices"}, {"numpy", "PIL"}),
     "evaluation": (

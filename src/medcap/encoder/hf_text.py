@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medcap.errors import OfflineFetchError
+from medcap.errors import InputError, OfflineFetchError
 from medcap.offline import is_offline
 from medcap.snapshots.bundle import bundle_model_dir, bundle_note
-from medcap.snapshots.folders import CONFIG, check_tokenizer_files
+from medcap.snapshots.folders import CONFIG, check_tokenizer_files, read_json_file
 
 TEXT_MODEL_ENV = "MEDCAP_TEXT_MODEL_DIR"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
@@ -90,6 +90,7 @@ def resolve_text_model(
     """
     local = find_text_model(model_id, near)
     if local is not None:
+        check_text_config(local, model_id)
         if tokenizer:
             check_tokenizer_files(local, f"text model {model_id}")
         return str(local)
@@ -101,6 +102,21 @@ def resolve_text_model(
         f"{_looked_in(model_id, near)}; copy its folder (config.json and tokenizer files) "
         f"to {fix}, set {TEXT_MODEL_ENV}, or use a `medcap fetch` bundle"
     )
+
+
+def check_text_config(folder: Path, model_id: str) -> None:
+    """The text model's config.json names an architecture transformers knows (else one line
+    naming the file, instead of transformers' multi-line error from inside open_clip)."""
+    import transformers
+
+    config = read_json_file(folder / CONFIG, f"text model {model_id}")
+    model_type = config.get("model_type")
+    if model_type not in transformers.CONFIG_MAPPING:
+        raise InputError(
+            f"{folder / CONFIG} names an architecture this transformers "
+            f"{transformers.__version__} does not know (model_type {model_type!r}); "
+            f"it must be the config of text model {model_id}"
+        )
 
 
 def own_tokenizer_folder(snapshot: Path | None) -> Path | None:

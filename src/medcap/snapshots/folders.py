@@ -19,7 +19,8 @@ from medcap.errors import CorruptArtifactError, InputError
 
 CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
-PREPROCESSOR_CONFIG = "preprocessor_config.json"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"  # the image processor, as hub repos have it
+PROCESSOR_CONFIG = "processor_config.json"  # transformers 5 saves the image processor inside
 FAST_TOKENIZER = "tokenizer.json"
 SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -176,6 +177,15 @@ def check_chat_template(folder: Path, what: str) -> None:
     )
 
 
+def check_image_processor(folder: Path, what: str) -> None:
+    """The image processor's config is there: preprocessor_config.json (hub repositories),
+    or an `image_processor` entry in processor_config.json (saved by transformers 5)."""
+    combined = folder / PROCESSOR_CONFIG
+    if combined.is_file() and "image_processor" in read_json_file(combined, what):
+        return
+    read_json_file(folder / PREPROCESSOR_CONFIG, what)
+
+
 def check_model_folder(
     folder: Path,
     what: str,
@@ -194,7 +204,7 @@ def check_model_folder(
     if tokenizer:
         check_tokenizer_files(folder, what)
     if processor:
-        read_json_file(folder / PREPROCESSOR_CONFIG, what)
+        check_image_processor(folder, what)
     if chat_template:
         check_chat_template(folder, what)
     return config
