@@ -192,8 +192,8 @@ def write_gpt2_tokenizer(
     first, last = template
     ends = [t for t in (first, last) if t]
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{first} $A {last}".strip(),
-        pair=f"{first} $A {last} $B {last}".strip(),
+        single=" ".join(t for t in (first, "$A", last) if t),
+        pair=" ".join(t for t in (first, "$A", last, "$B", last) if t),
         special_tokens=[(t, special[t]) for t in dict.fromkeys(ends)],
     )
     low = {t: i for t, i in special.items() if i < 1000}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from medcap.errors import InputError, first_line
 from medcap.snapshots.bundle import bundle_model_dir
-from medcap.snapshots.folders import CONFIG, check_model_folder
+from medcap.snapshots.folders import CONFIG, check_model_folder, read_json_file
 
 WHAT = "BERTScore model"
 
@@ -120,18 +120,33 @@ def bertscore_f1(
                 f"BERTScore does not know how many layers of {model!r} to use; "
                 "set eval.bertscore_num_layers"
             )
+    config = read_json_file(local / CONFIG, WHAT)
+    depth = config.get("num_hidden_layers")
+    if isinstance(depth, int) and not 0 < num_layers <= depth:
+        raise InputError(
+            f"BERTScore layer {num_layers} does not exist in {local} ({depth} layers); "
+            "set eval.bertscore_num_layers to a layer of this model"
+        )
     if not candidates:
         return 0.0, []
     try:
-        _, _, f1 = bert_score.score(
-            list(candidates),
-            [list(refs) for refs in references],
+        scorer = bert_score.BERTScorer(
             model_type=str(local),
             num_layers=num_layers,
             batch_size=batch_size,
             device=device,
             idf=False,
             rescale_with_baseline=False,
+        )
+        # A tokenizer loaded from a folder whose tokenizer_config.json sets no
+        # model_max_length (deberta-xlarge-mnli's) gets a huge placeholder that the fast
+        # tokenizer cannot truncate to; the model's own position limit is the real one.
+        positions = config.get("max_position_embeddings")
+        tokenizer = scorer._tokenizer
+        if isinstance(positions, int) and tokenizer.model_max_length > positions:
+            tokenizer.model_max_length = positions
+        _, _, f1 = scorer.score(
+            list(candidates), [list(refs) for refs in references], batch_size=batch_size
         )
     except (OSError, ValueError, KeyError) as exc:  # a folder transformers cannot read
         raise InputError(
