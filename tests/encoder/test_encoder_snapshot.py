@@ -120,6 +120,7 @@ def test_snapshot_name_with_weights_and_bundle_give_the_same_vectors(
         np.testing.assert_array_equal(encoder.encode_texts(TEXTS), reference[1])
 
 
+@pytest.mark.slow
 def test_biomedclip_from_a_bundle_equals_the_snapshot_folder(
     biomedclip_snapshot: Path,
     tmp_path: Path,
@@ -168,6 +169,7 @@ def test_preprocessing_comes_from_the_snapshot_config(tmp_path: Path) -> None:
     assert not np.allclose(encoder.encode_images([image]), plain.encode_images([image]))
 
 
+@pytest.mark.slow
 def test_text_model_from_the_environment_or_one_line_naming_where_it_was_looked_for(
     snapshot_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: list[str]
 ) -> None:

@@ -90,6 +90,7 @@ def test_a_folder_that_is_neither_kind_is_one_line(
     )
 
 
+@pytest.mark.slow
 def test_index_search_and_eval_take_a_snapshot_folder(
     tiny_snapshot: Path, phantom_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
