@@ -52,6 +52,16 @@ def test_a_local_mirror_scores_by_path(bertscore_repo: Path, no_network: list[st
     assert mean == pytest.approx(sum(scores) / 2)
 
 
+def test_empty_captions_score_zero(bertscore_repo: Path) -> None:
+    candidates = [ROWS[0][2], "", ROWS[1][2]]
+    references = [[ROWS[0][1]], [ROWS[1][1]], ["", " "]]
+    mean, scores = bertscore_f1(
+        candidates, references, model=str(bertscore_repo), num_layers=2, device="cpu"
+    )
+    assert scores[0] == pytest.approx(1.0, abs=1e-5) and scores[1:] == [0.0, 0.0]
+    assert mean == pytest.approx(scores[0] / 3)
+
+
 def test_the_layer_is_found_by_hub_id_or_folder_name(tmp_path: Path) -> None:
     from medcap.evaluation.bertscore import default_num_layers
 

@@ -129,6 +129,15 @@ def bertscore_f1(
         )
     if not candidates:
         return 0.0, []
+    # bert_score scores an empty sentence 0, but reaches it through a tokenizer method that
+    # transformers 5 tokenizers no longer have: empty pairs are scored 0 here, as there.
+    pairs = [
+        (c, [r for r in refs if r.strip()]) for c, refs in zip(candidates, references, strict=True)
+    ]
+    scored = [i for i, (c, refs) in enumerate(pairs) if c.strip() and refs]
+    scores = [0.0] * len(pairs)
+    if not scored:
+        return 0.0, scores
     try:
         scorer = bert_score.BERTScorer(
             model_type=str(local),
@@ -146,11 +155,12 @@ def bertscore_f1(
         if isinstance(positions, int) and tokenizer.model_max_length > positions:
             tokenizer.model_max_length = positions
         _, _, f1 = scorer.score(
-            list(candidates), [list(refs) for refs in references], batch_size=batch_size
+            [pairs[i][0] for i in scored], [pairs[i][1] for i in scored], batch_size=batch_size
         )
     except (OSError, ValueError, KeyError) as exc:  # a folder transformers cannot read
         raise InputError(
             f"{WHAT} at {local} could not be loaded ({first_line(exc, 240)})"
         ) from None
-    scores = [float(x) for x in f1.tolist()]
+    for i, value in zip(scored, f1.tolist(), strict=True):
+        scores[i] = float(value)
     return sum(scores) / len(scores), scores
