@@ -257,3 +257,35 @@ def test_a_damaged_snapshot_fails_in_one_line(
         load_encoder(str(snapshot_copy))
     message = str(err.value)
     assert named in message and "\n" not in message
+
+
+def test_an_architecture_recorded_from_the_hub_loads_from_a_bundle(
+    biomedclip_snapshot: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_network: list[str],
+) -> None:
+    """What a checkpoint trained from `hf-hub:` on a connected machine records in its sidecar
+    builds offline from a bundle holding that repository and its text model."""
+    from medcap.encoder.factory import make_tokenizer, model_from_config
+
+    config = json.loads((biomedclip_snapshot / "open_clip_config.json").read_text())["model_cfg"]
+    hub = f"hf-hub:{BIOMEDCLIP_ID}"
+    architecture = {"name": hub, "config": config, "tokenizer": hub}
+    with pytest.raises(OfflineFetchError, match=f"text model {BIOMEDBERT_ID!r}"):
+        model_from_config(config, named_in="best.json")  # offline, no bundle: at once
+    bare = Path(shutil.copytree(biomedclip_snapshot, tmp_path / "bare"))
+    shutil.rmtree(id_folder(bare, BIOMEDBERT_ID))
+    text_model = id_folder(biomedclip_snapshot, BIOMEDBERT_ID)
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        [
+            ("model", BIOMEDCLIP_ID, "encoder", bare),
+            ("model", BIOMEDBERT_ID, "text-model", text_model),
+        ],
+    )
+    monkeypatch.setenv(BUNDLE_ENV, str(bundle))
+    tokens = make_tokenizer(architecture)(TEXTS)
+    reference = load_encoder(str(biomedclip_snapshot)).tokenize(TEXTS)
+    assert torch.equal(tokens, reference)
+    assert model_from_config(config, named_in="best.json").text.config.model_type == "bert"

@@ -28,7 +28,7 @@ from medcap.encoder.checkpoint import (
 )
 from medcap.encoder.decode import decode_batches, skipped_entry
 from medcap.encoder.factory import BuiltModel, build_model
-from medcap.encoder.spec import HUB_PREFIX, parse_spec
+from medcap.encoder.spec import parse_spec
 from medcap.errors import InputError
 from medcap.types import Record, Skipped
 
@@ -272,13 +272,8 @@ def load_encoder(
     parsed = parse_spec(spec)
     built = build_model(parsed, seed=cfg.init_seed, probe_timeout_s=cfg.hub_probe_timeout_s)
     checkpoint = parsed.path.resolve() if parsed.kind == "checkpoint" and parsed.path else None
-    # Local files are recorded by absolute path so an index can reopen them from anywhere;
-    # hub specs (a bundle's snapshots too) keep their id, valid on any machine.
-    name = str(checkpoint) if checkpoint else spec
-    if parsed.kind == "snapshot" and not spec.strip().startswith(HUB_PREFIX):
-        name = str(Path(spec.strip()).expanduser().resolve())
     return Encoder(
-        name,
+        parsed.recorded,
         built,
         device=resolve_device(cfg.device),
         precision=cfg.precision,

@@ -22,6 +22,7 @@ from medcap.encoder.spec import (
     register_builtin_configs,
 )
 from medcap.errors import CorruptArtifactError, InputError, MedcapError, first_line
+from medcap.snapshots.bundle import bundle_model_dir
 from medcap.snapshots.folders import check_tokenizer_files, check_weights_file
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ def make_tokenizer(architecture: dict[str, Any]) -> Any:
     context_length = text_cfg.get("context_length")
     name = architecture.get("tokenizer")
     register_builtin_configs()
+    if text_cfg.get("hf_tokenizer_name"):  # found locally first (see _hf_tokenizer)
+        return _hf_tokenizer(architecture, text_cfg, context_length)
     if name and (name.startswith(HUB_PREFIX) or name in open_clip.list_models()):
         return open_clip.get_tokenizer(name, context_length=context_length)
-    if text_cfg.get("hf_tokenizer_name"):
-        return _hf_tokenizer(architecture, text_cfg, context_length)
     return open_clip.SimpleTokenizer(
         context_length=context_length or 77, **(text_cfg.get("tokenizer_kwargs") or {})
     )
@@ -119,11 +120,15 @@ def _hf_tokenizer(
     architecture: dict[str, Any], text_cfg: dict[str, Any], context_length: Any
 ) -> Any:
     """open_clip's HFTokenizer from local files: the snapshot's own tokenizer files (as
-    open_clip's local-dir loading and BiomedCLIP's repository have them), else the folder of
-    `hf_tokenizer_name`; by id from the hub only for non-snapshot specs when online."""
+    open_clip's local-dir loading and BiomedCLIP's repository have them; for a hub model, its
+    bundle copy's), else the folder of `hf_tokenizer_name`; by id from the hub only for
+    non-snapshot specs when online."""
     from open_clip.tokenizer import HFTokenizer
 
     snapshot = Path(architecture["snapshot"]) if architecture.get("snapshot") else None
+    name = str(architecture.get("tokenizer") or "")
+    if snapshot is None and name.startswith(HUB_PREFIX):  # a hub model: the bundle's copy
+        snapshot = bundle_model_dir(name.removeprefix(HUB_PREFIX))
     own = own_tokenizer_folder(snapshot)
     if own is not None:
         check_tokenizer_files(own, f"open_clip snapshot {own}")

@@ -60,6 +60,16 @@ class EncoderSpec:
         """The folder of a snapshot spec (holding open_clip_config.json)."""
         return self.path.parent if self.kind == "snapshot" and self.path else None
 
+    @property
+    def recorded(self) -> str:
+        """The spec as indexes and runs record it: local files and folders by absolute path
+        (valid from any working directory), names and hub ids (a bundle's too) as given."""
+        if self.kind == "checkpoint" and self.path:
+            return str(self.path.resolve())
+        if self.kind == "snapshot" and not self.raw.strip().startswith(HUB_PREFIX):
+            return str(Path(self.raw.strip()).expanduser().resolve())
+        return self.raw
+
 
 def sidecar_path(checkpoint: str | Path) -> Path:
     """`DIR/best.pt` -> `DIR/best.json`."""
