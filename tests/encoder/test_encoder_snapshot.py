@@ -18,13 +18,13 @@ from medcap.encoder.checkpoint import fingerprint_state
 from medcap.encoder.hf_text import TEXT_MODEL_ENV
 from medcap.errors import CorruptArtifactError, InputError, MedcapError, OfflineFetchError
 from medcap.snapshots.bundle import BUNDLE_ENV
+from tests.support.mirror_bundle import write_bundle
 from tests.support.mirror_repos import (
     BIOMEDBERT_ID,
     BIOMEDCLIP_ID,
     OPENAI_MEAN,
     OPENAI_STD,
     id_folder,
-    write_bundle,
     write_clip_snapshot,
 )
 

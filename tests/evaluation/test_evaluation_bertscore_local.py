@@ -15,7 +15,8 @@ from medcap.cli import main
 from medcap.errors import InputError
 from medcap.evaluation.bertscore import bertscore_f1, bertscore_unavailable_reason
 from medcap.snapshots.bundle import BUNDLE_ENV
-from tests.support.mirror_repos import BERTSCORE_ID, write_bundle
+from tests.support.mirror_bundle import write_bundle
+from tests.support.mirror_repos import BERTSCORE_ID
 
 pytest.importorskip("bert_score")
 

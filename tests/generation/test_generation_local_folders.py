@@ -18,7 +18,8 @@ from medcap.errors import CorruptArtifactError, InputError, MedcapError
 from medcap.generation.backends import get_backend
 from medcap.generation.prompt import Prompt
 from medcap.snapshots.bundle import BUNDLE_ENV
-from tests.support.mirror_repos import BLIP2_ID, QWEN2VL_ID, write_bundle
+from tests.support.mirror_bundle import write_bundle
+from tests.support.mirror_repos import BLIP2_ID, QWEN2VL_ID
 from tests.support.mirror_tokenizers import BLIP2_IMAGE_TOKEN, QWEN2VL_SPECIAL
 
 CFG = replace(DEFAULTS.generation, max_new_tokens=4, batch_size=3, device="cpu")

@@ -14,7 +14,7 @@ from medcap.errors import CorruptArtifactError, InputError
 from medcap.snapshots.bundle import BUNDLE_ENV, bundle_model_dir, read_manifest
 from medcap.snapshots.recipes import list_recipes, load_recipe
 from medcap.snapshots.verify import verify_bundle
-from tests.support.mirror_repos import write_bundle
+from tests.support.mirror_bundle import write_bundle
 
 DATASET_ID = "eltorio/ROCOv2-radiology"
 

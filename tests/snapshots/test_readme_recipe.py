@@ -20,13 +20,13 @@ from PIL import Image
 
 from medcap.cli import main
 from medcap.snapshots.bundle import BUNDLE_ENV
+from tests.support.mirror_bundle import write_bundle
 from tests.support.mirror_repos import (
     BERTSCORE_ID,
     BIOMEDBERT_ID,
     BIOMEDCLIP_ID,
     QWEN2VL_ID,
     id_folder,
-    write_bundle,
 )
 from tests.support.network import network_refused
 
