@@ -289,3 +289,15 @@ def test_an_architecture_recorded_from_the_hub_loads_from_a_bundle(
     reference = load_encoder(str(biomedclip_snapshot)).tokenize(TEXTS)
     assert torch.equal(tokens, reference)
     assert model_from_config(config, named_in="best.json").text.config.model_type == "bert"
+
+
+def test_editing_the_snapshot_config_changes_the_fingerprint(snapshot_copy: Path) -> None:
+    """Fingerprints are cached by the weights file and the config beside it: a config edited
+    in place (same weights, another context length) is hashed again, never served stale."""
+    before = load_encoder(str(snapshot_copy))
+    assert load_encoder(str(snapshot_copy)).fingerprint == before.fingerprint  # from the cache
+    config = snapshot_copy / "open_clip_config.json"
+    _edit_json(config, {"context_length": 128}, "model_cfg", "text_cfg")
+    after = load_encoder(str(snapshot_copy))
+    assert after.tokenize(TEXTS).shape == (2, 128)
+    assert after.fingerprint != before.fingerprint

@@ -249,7 +249,7 @@ def _build_snapshot(spec: EncoderSpec) -> BuiltModel:
     architecture = {"name": spec.name, "config": cfg, "tokenizer": None}
     architecture["snapshot"] = str(folder.resolve())
     model = model_from_config(cfg, near=folder, named_in=str(config_path), may_fetch=False)
-    key = checkpoint_key(weights)
+    key = checkpoint_key(*spec.identity_files)
     load_weights(model, weights)
     # open_clip's own rule for snapshots: the config's preprocess_cfg over the defaults,
     # with the input size the vision tower was built for.
@@ -257,8 +257,8 @@ def _build_snapshot(spec: EncoderSpec) -> BuiltModel:
     pp["size"] = getattr(model.visual, "image_size", pp["size"])
     open_clip.set_model_preprocess_cfg(model, pp)
     tokenizer = make_tokenizer(architecture)
-    if key != checkpoint_key(weights):
-        key = None  # the file changed while it was read: its weights cannot be keyed
+    if key != checkpoint_key(*spec.identity_files):
+        key = None  # a file changed while it was read: its weights cannot be keyed
     return BuiltModel(model, pp, tokenizer, architecture, None, key)
 
 

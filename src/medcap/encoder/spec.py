@@ -61,6 +61,16 @@ class EncoderSpec:
         return self.path.parent if self.kind == "snapshot" and self.path else None
 
     @property
+    def identity_files(self) -> tuple[Path, ...]:
+        """The files whose bytes fix this spec's weights and architecture (keys of cached
+        fingerprints): a checkpoint; a snapshot's weights and config; () for the others."""
+        if self.kind == "checkpoint" and self.path:
+            return (self.path,)
+        if self.kind == "snapshot" and self.path:
+            return (self.path, self.path.parent / SNAPSHOT_CONFIG)
+        return ()
+
+    @property
     def recorded(self) -> str:
         """The spec as indexes and runs record it: local files and folders by absolute path
         (valid from any working directory), names and hub ids (a bundle's too) as given."""

@@ -273,8 +273,8 @@ def _tower_is_requested(index: IndexDir, model: str | None) -> bool:
     from medcap.encoder.spec import parse_spec
 
     spec = parse_spec(model)
-    keyed = spec.kind in ("checkpoint", "snapshot")  # fingerprints cached by weights file
-    fingerprint = cached_fingerprint(spec.path) if spec.path and keyed else None
+    keys = spec.identity_files  # a checkpoint's or snapshot's files: fingerprints are cached
+    fingerprint = cached_fingerprint(*keys) if keys else None
     check_fingerprint(index.manifest, fingerprint, str(index.path))
     return fingerprint is not None
 
