@@ -96,6 +96,12 @@ def test_fetch_writes_a_verified_bundle_that_loads_offline(
         assert done.returncode == 0, done.stderr
         first_downloads = [r for r in requests if r.startswith("GET") and "/resolve/" in r]
         requests.clear()
+        gone = _run_fetch(
+            "http://127.0.0.1:9", "--recipe", str(recipe), "--out", str(bundle), home=tmp_path
+        )
+        assert gone.returncode == 1 and gone.stderr.startswith("error: cannot fetch model")
+        assert gone.stderr.count("\n") == 1
+        assert not (bundle / "bundle.json").exists()  # an unfinished fetch leaves no bundle
         again = _run_fetch(
             endpoint, "--recipe", str(recipe), "--out", str(bundle), "--with-data", home=tmp_path
         )

@@ -19,6 +19,7 @@ from medcap.clock import now_iso
 from medcap.errors import CorruptArtifactError, InputError, OfflineFetchError, first_line
 from medcap.offline import is_offline, offline_variables
 from medcap.snapshots.bundle import (
+    MANIFEST_NAME,
     BundleFile,
     BundleManifest,
     BundleRepo,
@@ -143,12 +144,14 @@ def fetch_bundle(
     from huggingface_hub import HfApi
 
     out.mkdir(parents=True, exist_ok=True)
+    # files may change below: until the new manifest is written, the folder is no bundle
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
     api = HfApi()
     repos = []
     for item in recipe.selected(with_optional=with_optional):
         if on_repo is not None:
             on_repo(item)
-        log.info("fetching %s %s (%s)", item.kind, item.repo, item.revision)
+        log.debug("fetching %s %s (%s)", item.kind, item.repo, item.revision)
         repos.append(fetch_repo(api, item, out))
     manifest = BundleManifest(recipe=recipe.name, created_at=now_iso(), repos=tuple(repos))
     write_manifest(out, manifest)
