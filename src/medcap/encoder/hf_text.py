@@ -25,7 +25,12 @@ from pathlib import Path
 from medcap.errors import InputError, OfflineFetchError
 from medcap.offline import is_offline
 from medcap.snapshots.bundle import bundle_model_dir, bundle_note
-from medcap.snapshots.folders import CONFIG, check_tokenizer_files, read_json_file
+from medcap.snapshots.folders import (
+    CONFIG,
+    cached_hub_folder,
+    check_tokenizer_files,
+    read_json_file,
+)
 
 TEXT_MODEL_ENV = "MEDCAP_TEXT_MODEL_DIR"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
@@ -44,16 +49,6 @@ def _env_folders(model_id: str) -> list[Path]:
     return [*id_folders(root, model_id), root]
 
 
-def _cached_folder(model_id: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id=model_id, filename=CONFIG)
-    except ValueError:  # not a valid repo id
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
 def find_text_model(model_id: str, near: Path | None) -> Path | None:
     """The local folder (with config.json) of hub model `model_id`, or None."""
     folders = [*(id_folders(near, model_id) if near else []), *_env_folders(model_id)]
@@ -63,7 +58,7 @@ def find_text_model(model_id: str, near: Path | None) -> Path | None:
     bundled = bundle_model_dir(model_id)
     if bundled is not None and (bundled / CONFIG).is_file():
         return bundled
-    return _cached_folder(model_id)
+    return cached_hub_folder(model_id)
 
 
 def _looked_in(model_id: str, near: Path | None) -> str:

@@ -15,7 +15,12 @@ from pathlib import Path
 
 from medcap.errors import InputError, first_line
 from medcap.snapshots.bundle import bundle_model_dir
-from medcap.snapshots.folders import CONFIG, check_model_folder, read_json_file
+from medcap.snapshots.folders import (
+    CONFIG,
+    cached_hub_folder,
+    check_model_folder,
+    read_json_file,
+)
 
 WHAT = "BERTScore model"
 
@@ -41,18 +46,6 @@ def check_bertscore_folder(folder: Path) -> None:
         )
 
 
-def _cached_model_dir(model: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    try:
-        found = try_to_load_from_cache(repo_id=model, filename=CONFIG)
-    except ValueError:  # not a valid repo id
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
 def local_model_dir(model: str) -> Path | None:
     """The checked local folder of `model`, or None when it is not on this machine."""
     if _is_path(model):
@@ -64,7 +57,7 @@ def local_model_dir(model: str) -> Path | None:
             )
         check_bertscore_folder(path)
         return path
-    folder = bundle_model_dir(model) or _cached_model_dir(model)
+    folder = bundle_model_dir(model) or cached_hub_folder(model)
     if folder is not None:
         check_bertscore_folder(folder)
     return folder

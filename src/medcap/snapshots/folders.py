@@ -60,6 +60,20 @@ def read_json_file(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def cached_hub_folder(repo: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of model `repo` when its config.json is
+    cached (the files beside it are checked by the caller), else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id=repo, filename=CONFIG)
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def check_safetensors(path: Path) -> None:
     """Raise CorruptArtifactError when a .safetensors file is shorter than its header says."""
     size = path.stat().st_size
