@@ -88,3 +88,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 from tests.fixtures_data import *  # noqa: E402,F403
 from tests.fixtures_encoder import *  # noqa: E402,F403
 from tests.fixtures_index import *  # noqa: E402,F403
+from tests.fixtures_snapshots import *  # noqa: E402,F403

@@ -20,6 +20,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medcap"
 
 # any package may use these (checksums and locking: artifact checks and output locks)
 BASE = {"config", "errors", "types", "atomic", "clock", "offline", "checksums", "locking"}
+# local copies of hub repositories (bundles, model folder checks): any package may use them
+BASE |= {"snapshots"}
 LIBRARY = {"data", "encoder", "index", "retrieval", "generation", "evaluation"}
 PROGRAMS = {"train", "runs", "cli", "app", "serve"}
 
@@ -34,6 +36,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "atomic": (set(), set()),
     "checksums": (set(), {"xxhash"}),
     "locking": ({"errors"}, set()),
+    "snapshots": ({"errors", "atomic", "clock", "offline", "checksums"}, {"huggingface_hub"}),
     "config": ({"errors"}, set()),
     "config_files": ({"config", "errors"}, set()),
     "devices": ({"errors"}, {"torch"}),
@@ -41,12 +44,29 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "index": (BASE | {"devices"}, {"numpy", "faiss", "pyarrow", "tqdm", "torch"}),
     "encoder": (
         BASE | {"data", "devices"},
-        {"torch", "torchvision", "open_clip", "numpy", "PIL", "tqdm", "huggingface_hub"},
+        {
+            "torch",
+            "torchvision",
+            "open_clip",
+            "numpy",
+            "PIL",
+            "tqdm",
+            "huggingface_hub",
+            "transformers",  # open_clip's HF text towers: is a local text config usable
+        },
     ),
     "retrieval": (BASE | {"data", "encoder", "index", "devices"}, {"numpy", "PIL"}),
     "evaluation": (
         BASE,
-        {"numpy", "matplotlib", "pyarrow", "pycocoevalcap", "bert_score", "huggingface_hub"},
+        {
+            "numpy",
+            "matplotlib",
+            "pyarrow",
+            "pycocoevalcap",
+            "bert_score",
+            "huggingface_hub",
+            "transformers",  # BERTScore: is the model's architecture known
+        },
     ),
     "generation": (
         BASE | {"data", "evaluation", "devices"},

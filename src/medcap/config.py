@@ -126,7 +126,7 @@ class DataConfig:
 class EncoderConfig:
     """The CLIP encoder used for embedding."""
 
-    model: str = "medcap-tiny"  # a spec: name[:tag] | hf-hub:org/repo | ckpt.pt | arch.json
+    model: str = "medcap-tiny"  # spec: name[:tag] | hf-hub:org/repo | snapshot/ | ckpt.pt | .json
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 64
     num_workers: int = 0  # DataLoader workers for image decoding

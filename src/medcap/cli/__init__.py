@@ -10,13 +10,14 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from medcap import __version__
-from medcap.errors import MedcapError
+from medcap.errors import MedcapError, first_line
 
 app = typer.Typer(
     name="medcap",
@@ -40,9 +41,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("eval", "eval", "group"),
     ("report", "report", "command"),
     ("demo", "demo", "command"),
+    ("fetch", "fetch", "command"),
 )
 
 _state = {"verbose": False}
+_undo: list[Callable[[], None]] = []  # what the root options changed, undone after the call
 
 
 def _version_callback(value: bool) -> None:
@@ -76,6 +79,14 @@ def root(
             "Applied after --config; command flags still win.",
         ),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="A `medcap fetch` bundle: hub models, hf-hub: specs and hub datasets load "
+            "from it, offline (as MEDCAP_BUNDLE=DIR does).",
+        ),
+    ] = None,
 ) -> None:
     """Retrieval-based captioning for radiology images."""
     from medcap.config import use_config
@@ -83,6 +94,11 @@ def root(
 
     _state["verbose"] = verbose
     use_config(load_config(config, settings or ()))
+    if bundle is not None:
+        from medcap.snapshots.bundle import restore_bundle, use_bundle
+
+        before = use_bundle(bundle)
+        _undo.append(lambda: restore_bundle(before))
     # medcap's own progress notes at INFO; other libraries (open_clip is chatty) only warn.
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -112,7 +128,7 @@ def _is_usage_error(exc: Exception) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map user errors to `error: ...` on stderr and exit code 1.
 
-    The settings of `--config/--set` are the active config for this call only: a caller in
+    The settings of `--config/--set` (and `--bundle`) hold for this call only: a caller in
     the same process (a test, a notebook) finds its own config again afterwards.
     """
     from medcap.config import current, use_config
@@ -122,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         use_config(previous)
+        while _undo:  # --bundle holds for this call only
+            _undo.pop()()
 
 
 def _run(argv: list[str] | None) -> int:
@@ -144,8 +162,9 @@ def _run(argv: list[str] | None) -> int:
             return 130
         if _state["verbose"]:
             raise
-        typer.echo(
-            f"error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)",
+        typer.echo(  # one line, even for a library's multi-line message
+            f"error: {type(exc).__name__}: {first_line(exc, 300)} "
+            "(rerun with --verbose for the traceback)",
             err=True,
         )
         return 1

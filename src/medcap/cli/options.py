@@ -71,7 +71,10 @@ def _parse_backend(value: str) -> str:
 DataOption = Annotated[str, typer.Option("--data", help="Dataset: folder, CSV/JSONL, or hub name.")]
 ModelOption = Annotated[
     str | None,
-    typer.Option(help=f"Encoder spec or checkpoint. (default: {DEFAULTS.encoder.model})"),
+    typer.Option(
+        help="Encoder: NAME[:tag or weights file], hf-hub:ORG/REPO, an open_clip snapshot "
+        f"folder, or a checkpoint. (default: {DEFAULTS.encoder.model})"
+    ),
 ]
 EncoderDeviceOption = Annotated[
     str | None,

@@ -60,8 +60,8 @@ def offline_error(name: str, reason: str) -> OfflineFetchError:
     """The one-line error for a hub dataset that cannot be fetched."""
     return OfflineFetchError(
         f"cannot fetch dataset {name} from the Hugging Face Hub ({reason}); pass a local directory "
-        "(parquet shards, the ROCOv2 release, or images plus a CSV/JSONL file) or build phantoms "
-        "with `medcap data phantoms DIR`"
+        "(parquet shards, the ROCOv2 release, or images plus a CSV/JSONL file), a `medcap fetch` "
+        "bundle (MEDCAP_BUNDLE), or build phantoms with `medcap data phantoms DIR`"
     )
 
 

@@ -3,7 +3,8 @@
 - (a) Hugging Face parquet shards (`data/{split}-*.parquet`, ROCOv2 on the Hub, phantoms);
 - (b) the official ROCOv2 release (`{split}_captions.csv` + image folders) or its Kaggle copy;
 - (c) a folder of images plus a CSV/TSV/JSONL table (or the table file itself);
-- a Hub name `org/name`: the local cache, else streamed when online.
+- a Hub name `org/name`: the active bundle's copy (MEDCAP_BUNDLE), the local cache, else
+  streamed when online.
 
 >>> ds = open_dataset("phantoms")  # doctest: +SKIP
 >>> ds.splits(), ds.count("train")  # doctest: +SKIP
@@ -22,6 +23,7 @@ from medcap.data.release_reader import ReleaseDataset, is_release_dir
 from medcap.data.table_reader import TABLE_SUFFIXES, TableDataset
 from medcap.errors import InputError
 from medcap.offline import is_offline
+from medcap.snapshots.bundle import bundle_dataset_dir
 
 __all__ = ["Dataset", "normalise_split", "open_dataset"]
 
@@ -90,6 +92,9 @@ def _open_local(path: Path, columns: Columns, cfg: DataConfig | None) -> Dataset
 
 
 def _open_hub(name: str, columns: Columns, cfg: DataConfig | None) -> Dataset:
+    bundled = bundle_dataset_dir(name)  # a `medcap fetch` bundle (MEDCAP_BUNDLE) first
+    if bundled is not None:
+        return ParquetDataset(bundled, name=name, columns=columns, cfg=cfg)
     snapshot = cached_snapshot(name)
     if snapshot is not None:
         return ParquetDataset(snapshot, name=name, columns=columns, cfg=cfg)

@@ -78,16 +78,18 @@ def read_sidecar(checkpoint: Path) -> dict[str, Any]:
     return data
 
 
-def checkpoint_key(checkpoint: Path) -> str | None:
+def checkpoint_key(checkpoint: Path, *companions: Path) -> str | None:
     """What identifies a checkpoint file's bytes without reading them: absolute path, size,
-    mtime_ns, and ctime_ns and inode (which `touch -d` cannot set back); None if absent."""
-    try:
-        st = checkpoint.stat()
-    except OSError:
-        return None
-    return json.dumps(
-        [str(checkpoint.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-    )
+    mtime_ns, and ctime_ns and inode (which `touch -d` cannot set back); None if absent.
+    `companions` (a snapshot's open_clip_config.json) are part of the identity too."""
+    parts = []
+    for path in (checkpoint, *companions):
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        parts.append([str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+    return json.dumps(parts if companions else parts[0])
 
 
 def _fingerprint_file(key: str) -> Path:
@@ -124,9 +126,9 @@ def remember_fingerprint(key: str, fingerprint: str) -> None:
         log.info("not caching the checkpoint fingerprint (%s)", exc)
 
 
-def cached_fingerprint(checkpoint: Path) -> str | None:
+def cached_fingerprint(checkpoint: Path, *companions: Path) -> str | None:
     """The fingerprint of `checkpoint` as it is now, if its weights were hashed before."""
-    return remembered_fingerprint(checkpoint_key(checkpoint))
+    return remembered_fingerprint(checkpoint_key(checkpoint, *companions))
 
 
 # What loading a file that is not a tensor checkpoint raises: torch's weights-only unpickler

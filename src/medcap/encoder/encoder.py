@@ -349,10 +349,8 @@ def load_encoder(
     parsed = parse_spec(spec)
     built = build_model(parsed, seed=cfg.init_seed, probe_timeout_s=cfg.hub_probe_timeout_s)
     checkpoint = parsed.path.resolve() if parsed.kind == "checkpoint" and parsed.path else None
-    # Checkpoints are recorded by absolute path so an index can reopen them from anywhere.
-    name = str(checkpoint) if checkpoint else spec
     return Encoder(
-        name,
+        parsed.recorded,
         built,
         device=resolve_device(cfg.device),
         precision=cfg.precision,

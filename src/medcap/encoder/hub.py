@@ -43,8 +43,8 @@ def hub_reachable(timeout_s: float) -> bool:
 def _offline_message(spec: EncoderSpec, reason: str) -> str:
     return (
         f"cannot fetch encoder {spec.raw!r} from the hub ({reason}); pass a local checkpoint "
-        "instead (a `medcap train` output such as runs/x/best.pt, NAME:path/to/weights.pt, "
-        "or medcap-tiny)"
+        "instead (a `medcap train` output such as runs/x/best.pt, an open_clip snapshot folder, "
+        "NAME:path/to/weights.pt, or medcap-tiny), or a `medcap fetch` bundle (MEDCAP_BUNDLE)"
     )
 
 

@@ -2,9 +2,12 @@
 
 Forms (checked in this order):
 
-- `hf-hub:org/repo`               an open_clip model on the Hugging Face hub
-- an existing directory           a `medcap train` output dir; means `DIR/best.pt`
-- an existing `*.pt`/`*.pth`/...  a checkpoint with a JSON sidecar (`best.pt` -> `best.json`)
+- `hf-hub:org/repo`               an open_clip model on the Hugging Face hub; a snapshot
+                                  when the active bundle (`MEDCAP_BUNDLE`) holds that repo
+- an existing directory           an open_clip snapshot (`open_clip_config.json` + weights),
+                                  or a `medcap train` output dir, meaning `DIR/best.pt`
+- an existing `*.pt`/`*.bin`/...  a checkpoint with a JSON sidecar (`best.pt` -> `best.json`),
+                                  or the weights file of an open_clip snapshot
 - an existing `*.json`            an open_clip architecture config (random init), or a sidecar
 - `NAME` or `NAME:TAG`            a built-in architecture (`open_clip.list_models()` plus
                                   `medcap-tiny`), with an optional pretrained tag or weights file
@@ -15,17 +18,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-from medcap.errors import InputError
+from medcap.errors import CorruptArtifactError, InputError
+from medcap.snapshots.bundle import bundle_model_dir
 
-SpecKind = Literal["builtin", "hub", "checkpoint", "arch_json"]
+SpecKind = Literal["builtin", "hub", "checkpoint", "arch_json", "snapshot"]
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 SIDECAR_FORMAT = "medcap-checkpoint"  # the `format` key of every sidecar medcap writes
 HUB_PREFIX = "hf-hub:"
 BEST_CHECKPOINT = "best.pt"
+# An open_clip snapshot folder, as on the hub (BiomedCLIP's repository): its config, and the
+# weights file open_clip looks for first.
+SNAPSHOT_CONFIG = "open_clip_config.json"
+SNAPSHOT_WEIGHTS = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
 
 
 @dataclass(frozen=True)
@@ -36,12 +48,37 @@ class EncoderSpec:
     kind: SpecKind
     name: str
     tag: str | None = None  # pretrained tag or weights file (builtin only)
-    path: Path | None = None  # checkpoint or architecture file
+    path: Path | None = None  # checkpoint, architecture file, or a snapshot's weights file
 
     @property
     def sidecar(self) -> Path | None:
         """The JSON sidecar of a checkpoint spec."""
         return sidecar_path(self.path) if self.kind == "checkpoint" and self.path else None
+
+    @property
+    def snapshot_dir(self) -> Path | None:
+        """The folder of a snapshot spec (holding open_clip_config.json)."""
+        return self.path.parent if self.kind == "snapshot" and self.path else None
+
+    @property
+    def identity_files(self) -> tuple[Path, ...]:
+        """The files whose bytes fix this spec's weights and architecture (keys of cached
+        fingerprints): a checkpoint; a snapshot's weights and config; () for the others."""
+        if self.kind == "checkpoint" and self.path:
+            return (self.path,)
+        if self.kind == "snapshot" and self.path:
+            return (self.path, self.path.parent / SNAPSHOT_CONFIG)
+        return ()
+
+    @property
+    def recorded(self) -> str:
+        """The spec as indexes and runs record it: local files and folders by absolute path
+        (valid from any working directory), names and hub ids (a bundle's too) as given."""
+        if self.kind == "checkpoint" and self.path:
+            return str(self.path.resolve())
+        if self.kind == "snapshot" and not self.raw.strip().startswith(HUB_PREFIX):
+            return str(Path(self.raw.strip()).expanduser().resolve())
+        return self.raw
 
 
 def sidecar_path(checkpoint: str | Path) -> Path:
@@ -66,7 +103,7 @@ def builtin_names() -> list[str]:
     return list(open_clip.list_models())
 
 
-def is_arch_config(cfg: Any) -> bool:
+def is_arch_config(cfg: Any) -> TypeGuard[dict[str, Any]]:
     """True for an open_clip model config (`embed_dim`, `vision_cfg`, `text_cfg`)."""
     return isinstance(cfg, dict) and all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg"))
 
@@ -90,24 +127,47 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def snapshot_spec(raw: str, folder: Path, *, name: str, weights: Path | None = None) -> EncoderSpec:
+    """The spec of the open_clip snapshot in `folder` (its first weights file by default)."""
+    if weights is None:
+        found = [folder / n for n in SNAPSHOT_WEIGHTS if (folder / n).is_file()]
+        if not found:
+            raise InputError(
+                f"{folder} has {SNAPSHOT_CONFIG} but no weights ({' or '.join(SNAPSHOT_WEIGHTS)}); "
+                "copy the weights file into it too"
+            )
+        weights = found[0]
+    return EncoderSpec(raw=raw, kind="snapshot", name=name, path=weights)
+
+
 def _parse_path(raw: str, path: Path) -> EncoderSpec:
     if path.is_dir():
+        if (path / SNAPSHOT_CONFIG).is_file():
+            return snapshot_spec(raw, path, name=str(path))
         best = path / BEST_CHECKPOINT
         if not best.is_file():
             raise InputError(
-                f"{path} is a directory without {BEST_CHECKPOINT}; pass a checkpoint file "
-                "or the output directory of a finished `medcap train` run"
+                f"{path} is neither an open_clip snapshot (no {SNAPSHOT_CONFIG}) nor a "
+                f"`medcap train` output (no {BEST_CHECKPOINT}); pass one of those folders "
+                "or a checkpoint file"
             )
         path = best
     if path.suffix in CHECKPOINT_SUFFIXES:
         sidecar = sidecar_path(path)
-        if not sidecar.is_file():
-            raise InputError(
-                f"checkpoint {path} has no sidecar {sidecar.name}; pass a checkpoint written by "
-                "`medcap train`, or NAME:{path} to load open_clip weights into architecture NAME"
-            )
-        return EncoderSpec(raw=raw, kind="checkpoint", name=str(path), path=path)
+        if sidecar.is_file():
+            return EncoderSpec(raw=raw, kind="checkpoint", name=str(path), path=path)
+        if (path.parent / SNAPSHOT_CONFIG).is_file():
+            return snapshot_spec(raw, path.parent, name=str(path.parent), weights=path)
+        raise InputError(
+            f"checkpoint {path} has no sidecar {sidecar.name} and no {SNAPSHOT_CONFIG} beside "
+            f"it; pass a checkpoint written by `medcap train`, an open_clip snapshot folder, "
+            f"or NAME:{path} to load open_clip weights into architecture NAME"
+        )
     if path.suffix == ".json":
+        if path.name == SNAPSHOT_CONFIG and any(
+            (path.parent / n).is_file() for n in SNAPSHOT_WEIGHTS
+        ):
+            return snapshot_spec(raw, path.parent, name=str(path.parent))
         cfg = read_json(path, "encoder spec")
         if cfg.get("format") == SIDECAR_FORMAT:
             weights = Path(str(cfg.get("checkpoint", path.with_suffix(".pt").name)))
@@ -138,7 +198,15 @@ def parse_spec(spec: str) -> EncoderSpec:
         repo = spec[len(HUB_PREFIX) :].strip()
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise InputError(f"bad hub spec {raw!r}; use hf-hub:ORG/REPO")
-        return EncoderSpec(raw=raw, kind="hub", name=repo)
+        bundled = bundle_model_dir(repo)
+        if bundled is None:
+            return EncoderSpec(raw=raw, kind="hub", name=repo)
+        if not (bundled / SNAPSHOT_CONFIG).is_file():
+            raise CorruptArtifactError(
+                f"{bundled}: the bundle's copy of {repo} has no {SNAPSHOT_CONFIG}; "
+                "run `medcap fetch --verify` on the bundle and fetch it again"
+            )
+        return snapshot_spec(raw, bundled, name=repo)
     path = Path(spec).expanduser()
     if path.exists():
         return _parse_path(raw, path)

@@ -250,6 +250,8 @@ def evaluate_caption_results(
     repeated, weights = duplicate_weights(results.image_ids)
     if repeated and cfg.duplicates == "error":
         raise _duplicates_error(Path(path), repeated)
+    # before any metric runs: a damaged local BERTScore folder is an error, not a late surprise
+    reason = bertscore_unavailable_reason(cfg.bertscore_model) if bertscore else None
     imageclef = cfg.imageclef_preprocess
     scored = compute_caption_metrics(
         results.references,
@@ -260,7 +262,6 @@ def evaluate_caption_results(
     )
     timings = {"coco_metrics_s": time.perf_counter() - start}
     if bertscore:
-        reason = bertscore_unavailable_reason(cfg.bertscore_model)
         if reason is None:
             t0 = time.perf_counter()
             prep = imageclef_preprocess if imageclef else (lambda s: s)

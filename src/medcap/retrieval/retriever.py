@@ -273,7 +273,8 @@ def _tower_is_requested(index: IndexDir, model: str | None) -> bool:
     from medcap.encoder.spec import parse_spec
 
     spec = parse_spec(model)
-    fingerprint = cached_fingerprint(spec.path) if spec.path and spec.kind == "checkpoint" else None
+    keys = spec.identity_files  # a checkpoint's or snapshot's files: fingerprints are cached
+    fingerprint = cached_fingerprint(*keys) if keys else None
     check_fingerprint(index.manifest, fingerprint, str(index.path))
     return fingerprint is not None
 

@@ -15,6 +15,8 @@ from medcap.errors import InputError, MissingExtraError, OfflineFetchError, firs
 from medcap.generation.adapter import read_adapter_info
 from medcap.generation.backends.base import BaseBackend
 from medcap.offline import is_offline
+from medcap.snapshots.bundle import bundle_model_dir
+from medcap.snapshots.folders import CONFIG, check_model_folder
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +85,43 @@ def looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or Path(model_id).expanduser().exists()
 
 
+def local_model_dir(model_id: str) -> Path | None:
+    """The local folder a generator id names: the path itself, or the active bundle's copy
+    of a hub id (MEDCAP_BUNDLE); None for a hub id to load from the cache or the hub."""
+    if looks_like_path(model_id):
+        return Path(model_id).expanduser()
+    return bundle_model_dir(model_id)
+
+
+def check_generator_folder(
+    folder: Path, label: str, model_class: str, *, chat_template: bool
+) -> None:
+    """One line naming what is wrong with a local generator folder before transformers reads
+    it: a missing file, a truncated shard, an architecture transformers does not know, or a
+    model of another family than the backend's."""
+    import transformers
+
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        raise InputError(f"{label} path {folder} {what}; pass a model directory with --model")
+    config = check_model_folder(
+        folder, f"{label} model", processor=True, chat_template=chat_template
+    )
+    model_type = config.get("model_type")
+    architectures = [str(a) for a in config.get("architectures") or []]
+    if model_type not in transformers.CONFIG_MAPPING:
+        raise InputError(
+            f"{folder / CONFIG} names an architecture this transformers "
+            f"{transformers.__version__} does not know (model_type {model_type!r}, "
+            f"architectures {architectures}); pass a {label} model folder or upgrade transformers"
+        )
+    if architectures and model_class not in architectures:
+        raise InputError(
+            f"{folder / CONFIG} is a {architectures[0]} model, not a {label} model "
+            f"({model_class}); pass a {label} folder or choose the matching --backend"
+        )
+
+
 def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwargs: Any) -> Any:
     """Call `loader(model_id, **kwargs)` (a `from_pretrained`); failures become one-line errors."""
     if looks_like_path(model_id) and not Path(model_id).expanduser().exists():
@@ -104,8 +143,8 @@ def load_pretrained(loader: Callable[..., Any], model_id: str, what: str, **kwar
             raise
         raise OfflineFetchError(
             f"could not load {what} {model_id!r}: not in the local Hugging Face cache and the "
-            "hub is unreachable; download it on a connected machine, or pass a local directory "
-            "with --model PATH"
+            "hub is unreachable; download it on a connected machine (`medcap fetch` writes a "
+            "bundle to use with MEDCAP_BUNDLE), or pass a local directory with --model PATH"
         ) from None
 
 
@@ -274,10 +313,18 @@ def load_model_and_processor(
     cfg: GenerationConfig,
     device: torch.device,
     dtype: torch.dtype,
+    *,
+    chat_template: bool = False,
 ) -> tuple[Any, Any]:
-    """Load a transformers model and processor (by class name) from a hub id or a path."""
+    """Load a transformers model and processor (by class name) from a hub id, a path, or the
+    active bundle's copy of a hub id; a local folder is checked first (check_generator_folder).
+    """
     import transformers
 
+    local = local_model_dir(model_id)
+    if local is not None:
+        check_generator_folder(local, label, model_class, chat_template=chat_template)
+        model_id = str(local)
     model = load_pretrained(
         getattr(transformers, model_class).from_pretrained,
         model_id,
@@ -298,6 +345,7 @@ class PretrainedBackend(BaseBackend):
     model_class: ClassVar[str] = ""  # transformers class names `load` uses
     processor_class: ClassVar[str] = ""
     label: ClassVar[str] = ""  # how messages name the model family
+    needs_chat_template: ClassVar[bool] = False  # its prompts go through a chat template
 
     @classmethod
     def load(
@@ -305,7 +353,14 @@ class PretrainedBackend(BaseBackend):
     ) -> tuple[Any, Any]:
         """Load the model and its processor from a hub id (cache only when offline) or a path."""
         return load_model_and_processor(
-            cls.model_class, cls.processor_class, cls.label, model_id, cfg, device, dtype
+            cls.model_class,
+            cls.processor_class,
+            cls.label,
+            model_id,
+            cfg,
+            device,
+            dtype,
+            chat_template=cls.needs_chat_template,
         )
 
     def __init__(

@@ -41,6 +41,7 @@ class Qwen2VLBackend(hf.PretrainedBackend):
     model_class = "Qwen2VLForConditionalGeneration"
     processor_class = "AutoProcessor"
     label = "Qwen2-VL"
+    needs_chat_template = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
