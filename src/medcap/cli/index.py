@@ -11,13 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from medcap.cli.options import (
+    ActorsOption,
     DataOption,
     EncoderDeviceOption,
+    EngineOption,
     IndexTypeOption,
     MemoryBudgetOption,
     ModelOption,
     OverwriteOption,
+    RayAddressOption,
     VerifyOption,
+    dist_setting,
     verify_setting,
 )
 from medcap.config import DEFAULTS, current, replace_set
@@ -81,6 +85,9 @@ def build(
             help="i/n: index only part i of n (one per machine), then `medcap index merge`.",
         ),
     ] = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.api import build_index
@@ -97,20 +104,24 @@ def build(
         memory_budget_gb=memory_budget_gb,
         thumbnail_size=thumbnail_size,
     )
+    dist = dist_setting(engine, ray_address, actors)
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
     dataset = _open_split(data, cfg.split)
+    if dist.engine == "ray":
+        device = "cpu"  # the driver's copy only fingerprints and describes; actors embed
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
         dataset, out, model=encoder, resume=resume, overwrite=overwrite,
-        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg,
+        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg, dist=dist,
     ).index  # fmt: skip
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
     part = f" (part {m.part}; join the parts with `medcap index merge`)" if m.part else ""
+    on = " on Ray" if m.engine == "ray" else ""
     typer.echo(
-        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out}{part} "
+        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out}{part}{on} "
         f"in {time.perf_counter() - start:.1f} s"
     )
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medcap.config import DEFAULTS, IndexType, Precision, SearchMode, current
+from medcap.config import DEFAULTS, Engine, IndexType, Precision, SearchMode, current
 from medcap.errors import InputError
 
 G = DEFAULTS.generation
@@ -143,3 +143,37 @@ DtypeOption = Annotated[
     choice_option(Precision, "--dtype", f"auto | fp32 | bf16 | fp16. (default: {G.dtype})"),
 ]
 AdapterOption = Annotated[Path | None, typer.Option(help="LoRA adapter directory to apply.")]
+
+
+# ---- Ray engine (medcap[dist]) ----------------------------------------------------------
+D = DEFAULTS.dist
+EngineOption = Annotated[
+    Engine | None,
+    choice_option(
+        Engine,
+        "--engine",
+        f"local: this process; ray: a Ray cluster (medcap[dist]). (default: {D.engine})",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster host:port (`ray start --head`); without it --engine ray starts a "
+        "local Ray for the run and stops it after.",
+    ),
+]
+ActorsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--actors",
+        help="Ray actors (models loaded once each). (default: one per GPU, else half the CPUs)",
+    ),
+]
+
+
+def dist_setting(engine: str | None, address: str | None, actors: int | None) -> Any:
+    """The active config's `dist` section with the Ray flags that were given."""
+    from medcap.config import replace_set
+
+    return replace_set(current().dist, engine=engine, address=address, actors=actors)

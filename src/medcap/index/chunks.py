@@ -181,7 +181,9 @@ def fresh_chunk(name: str, records: list[Record], seen: set[str], source: str) -
 
 class BuildProgress:
     """Cases done, cases/s and ETA on the driver: a tqdm bar on a terminal, and a log line
-    every `every_s` seconds when set (cluster jobs often run without a terminal)."""
+    every `every_s` seconds when set (cluster jobs often run without a terminal). The rate
+    counts embedded cases from the first embedded chunk on, so start-up (a cluster joining,
+    models loading) and reused shards do not distort it."""
 
     def __init__(self, total: int | None, *, bar: bool, every_s: float | None) -> None:
         from tqdm.auto import tqdm
@@ -189,33 +191,46 @@ class BuildProgress:
         self.bar = tqdm(total=total, unit="case", desc="indexing", disable=not bar)
         self.total, self.done, self.embedded = total, 0, 0
         self.every_s = every_s
-        self.start = self.last = time.perf_counter()
+        self.first: tuple[float, int] | None = None  # (time, embedded) at the first chunk
+        self.last = time.perf_counter()
+        self.logged = -1
 
     def update(self, cases: int, *, embedded: bool) -> None:
         """`cases` more are done; `embedded` (not reused from a resumed shard) sets the rate."""
         self.bar.update(cases)
         self.done += cases
-        self.embedded += cases if embedded else 0
         now = time.perf_counter()
+        if embedded:
+            self.embedded += cases
+            self.first = self.first or (now, self.embedded)
         if self.every_s is not None and now - self.last >= self.every_s:
-            self.last = now
-            LOG.info("%s", self.line())
+            self._log(now)
 
-    def line(self) -> str:
+    def _log(self, now: float) -> None:
+        self.last, self.logged = now, self.done
+        LOG.info("%s", self.line(now))
+
+    def rate(self, now: float) -> float:
+        """Embedded cases per second since the first embedded chunk (0 until a second one)."""
+        if self.first is None or now <= self.first[0]:
+            return 0.0
+        return (self.embedded - self.first[1]) / (now - self.first[0])
+
+    def line(self, now: float | None = None) -> str:
         """e.g. "indexed 4096/80000 cases (5.1%), 812.0 cases/s, ETA 1m31s"."""
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        rate = self.embedded / elapsed
-        if self.total:
-            left = max(self.total - self.done, 0)
-            eta = f", ETA {_duration(left / rate)}" if rate > 0 else ""
-            share = f"/{self.total} cases ({100 * self.done / self.total:.1f}%)"
-            return f"indexed {self.done}{share}, {rate:.1f} cases/s{eta}"
-        return f"indexed {self.done} cases, {rate:.1f} cases/s"
+        rate = self.rate(time.perf_counter() if now is None else now)
+        speed = f", {rate:.1f} cases/s" if rate > 0 else ""
+        if not self.total:
+            return f"indexed {self.done} cases{speed}"
+        left = max(self.total - self.done, 0)
+        eta = f", ETA {_duration(left / rate)}" if rate > 0 and left else ""
+        share = f"{100 * self.done / self.total:.1f}%"
+        return f"indexed {self.done}/{self.total} cases ({share}){speed}{eta}"
 
     def close(self) -> None:
         self.bar.close()
-        if self.every_s is not None:
-            LOG.info("%s", self.line())
+        if self.every_s is not None and self.logged != self.done:
+            self._log(time.perf_counter())
 
 
 def _duration(seconds: float) -> str:
