@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= gen,app,eval,tb,dev
+EXTRAS ?= gen,app,eval,tb,dist,dev
 
 .PHONY: setup browser demo test lint bench clean
 
