@@ -202,7 +202,7 @@ class LoopbackCluster:
         for node in self.nodes:
             if node.process.poll() is None:
                 os.killpg(node.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 3  # `ray start --block` rarely exits on TERM alone
         while any(n.process.poll() is None for n in self.nodes) and time.monotonic() < deadline:
             time.sleep(0.1)
         for node in self.nodes:

@@ -72,8 +72,9 @@ class CaptionActor:
 
 @dataclass
 class RayCaptioner:
-    """A Captioner on a pool of CaptionActors; `ready` holds their `ready()` answers, read
-    when first needed, so the actors load while the first batches are sent."""
+    """A Captioner on a pool of CaptionActors. `ready` holds their `ready()` answers, read
+    after the first results (the actors load while the first batches are sent) or when
+    `backend`/`model` are first asked for, which must happen while the session is open."""
 
     pool: OrderedPool[list[Record]]
     ready: list[Any]
@@ -98,7 +99,9 @@ class RayCaptioner:
         def submit(actor: Any, batch: list[Record]) -> Any:
             return actor.caption.remote(batch)
 
-        yield from self.pool.map(batches, submit)
+        for batch, results in self.pool.map(batches, submit):
+            self._described  # noqa: B018 - read now, while the session is open
+            yield batch, results
 
 
 @dataclass

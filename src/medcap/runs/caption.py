@@ -326,8 +326,8 @@ def caption_split(
                 progress=progress,
                 mapper=captioner.map,
             )
-        summary.skipped.extend(dataset.skipped)
-        _write_run_info(run_file, run, identity, cfg, captioner, summary)
+            summary.skipped.extend(dataset.skipped)
+            _write_run_info(run_file, run, identity, cfg, captioner, summary)
     return summary
 
 
