@@ -6,8 +6,9 @@ engine's own costs show):
   ray          local Ray start and stop, a no-op task's round trip, tasks/s in bulk, an
                actor call's round trip, `ray.put`/`get` of a 2048-case decoded piece
   embed        index build throughput, one process vs `--engine ray` with 1 and 2 CPU
-               actors (steady state: from the first shard file to the last, plus the
-               whole command); the difference per case is the engine's overhead
+               actors (steady state, from the first shard file to the last, and the whole
+               command), and the CPU time per case of the whole process tree in that
+               window: the difference to one process is the engine's overhead per case
   stages       per-core rates of the pipeline's other stages: the driver's deferred
                record scan, parquet image-cell reads (fetch_images), decoding 512 px JPEGs
                to 224 px uint8 (one core), writing float16 shards (the driver)
@@ -33,7 +34,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ANCHOR_GPU_IMAGES_S = 4000.0  # ViT-B-16 end to end on one H100 (FACTS.md; not measured here)
-DATASETS = {"ROCOv2 (80k)": 80_000, "PMC-OA (1.6M)": 1_600_000, "BIOMEDICA (24M)": 24_000_000}
+DATASETS = {"80k": 80_000, "1.6M": 1_600_000, "24M": 24_000_000}
 GPUS = (1, 8, 64)
 # A typical GPU node: 8 GPUs and 96 cores; the driver node writes every shard.
 CORES_PER_GPU = 12
@@ -41,22 +42,58 @@ IMAGE_KB = 100  # mean stored image size assumed for reading (ROCOv2's JPEGs: ~2
 CLUSTER_START_S = 60.0  # join + actors loading ViT-B-16 (minutes on cold nodes)
 
 
-def _medcap(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+def _cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process and every live descendant, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = {root}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                todo.append(pid)
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
+def _build(args: list[str], index: Path, shards: int, env: dict[str, str]) -> dict[str, float]:
+    """Run `medcap ARGS`; wall time, and CPU time per case between the first and the last
+    shard file (start-up excluded): the whole process tree, Ray's processes included."""
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "medcap", *args], env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    return time.perf_counter() - start, done.stdout + done.stderr
-
-
-def _steady_rate(index: Path) -> float:
-    """Cases/s from the first shard file to the last (start-up excluded)."""
-    metas = sorted((index / "emb").glob("shard_*.json"), key=lambda p: p.stat().st_mtime)
-    cases = [json.loads(p.read_text())["count"] for p in metas]
-    span = metas[-1].stat().st_mtime - metas[0].stat().st_mtime
-    return sum(cases[1:]) / span if span > 0 else float("nan")
+    process = subprocess.Popen([sys.executable, "-m", "medcap", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    emb = index.with_name(index.name + ".partial") / "emb"
+    first: tuple[float, float, int] | None = None
+    last = first
+    while process.poll() is None:
+        done = sorted(emb.glob("shard_*.json")) if emb.exists() else []
+        if done:
+            mark = (time.perf_counter(), _cpu_seconds(process.pid), len(done))
+            first = first or mark
+            if last is None or last[2] < shards:
+                last = mark  # until the last shard: finalising is not embedding
+        time.sleep(0.05)
+    if process.returncode != 0:
+        raise RuntimeError(process.stderr.read().decode()[-2000:] if process.stderr else "")
+    assert first is not None and last is not None and last[2] > first[2], "too few shards"
+    metas = [json.loads(p.read_text())["count"] for p in sorted((index / "emb").glob("*.json"))]
+    cases = sum(metas[first[2] : last[2]])
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "steady_cases_per_s": round(cases / (last[0] - first[0]), 1),
+        "cpu_ms_per_case": round(1000 * (last[1] - first[1]) / cases, 2),
+    }
 
 
 def bench_ray_overheads() -> dict[str, float]:
@@ -114,21 +151,23 @@ def bench_embedding(cases: int, work: Path) -> dict[str, Any]:
     from medcap.data import build_phantoms
 
     data = build_phantoms(work / "phantoms", n=int(cases / 0.8) + 1, seed=0, image_size=64)
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    common = ["--data", str(data), "--model", "medcap-tiny", "--shard-size", "128",
+    # One torch thread per process (a CPU actor's share): two threads per process on two
+    # busy cores spin against each other and made the one-process build 4x slower here.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    shard = 64
+    common = ["--data", str(data), "--model", "medcap-tiny", "--shard-size", str(shard),
               "--thumbnail-size", "0", "--batch-size", "64"]  # fmt: skip
     out: dict[str, Any] = {"cases": cases}
-    runs = [("one_process", [], []), ("ray_1_actor", ["--engine", "ray", "--actors", "1"], 2),
+    runs = [("one_process", [], 0), ("ray_1_actor", ["--engine", "ray", "--actors", "1"], 2),
             ("ray_2_actors", ["--engine", "ray", "--actors", "2"], 3)]  # fmt: skip
     for name, flags, cpus in runs:
         index = work / name
         settings = ["--set", f"dist.local_num_cpus={cpus}"] if cpus else []
-        wall, _ = _medcap([*settings, "index", "build", *common, "--out", str(index), *flags], env)
-        out[name] = {"wall_s": round(wall, 1), "steady_cases_per_s": round(_steady_rate(index), 1)}
-    local = out["one_process"]["steady_cases_per_s"]
+        args = [*settings, "index", "build", *common, "--out", str(index), *flags]
+        out[name] = _build(args, index, -(-cases // shard), env)
+    local = out["one_process"]["cpu_ms_per_case"]
     for name in ("ray_1_actor", "ray_2_actors"):
-        rate = out[name]["steady_cases_per_s"]
-        out[name]["overhead_ms_per_case"] = round(1000 * (1 / rate - 1 / local), 2)
+        out[name]["cpu_overhead_ms_per_case"] = round(out[name]["cpu_ms_per_case"] - local, 2)
     return out
 
 
@@ -215,36 +254,43 @@ def bench_stages(work: Path, quick: bool) -> dict[str, Any]:
     return out
 
 
-def estimate(stages: dict[str, Any]) -> dict[str, Any]:
-    """Wall time per (dataset, GPUs): the slowest stage of the pipeline sets the pace."""
-    decode_core = stages["decode_512px_jpeg_to_224_per_s_one_core"]
+def estimate(stages: dict[str, Any], ray_overheads: dict[str, Any]) -> dict[str, Any]:
+    """Wall time per (dataset, GPUs): the slowest stage of the pipeline sets the pace.
+
+    Stages: the GPUs at the anchor rate; the read + decode tasks on the GPU nodes' CPUs (a
+    task reads its parquet cells, then decodes, on one core); the driver, which scans the
+    records, submits two Ray calls per piece and writes every shard, all on one thread.
+    """
+    per_core = 1 / (1 / stages["fetch_images_per_s_one_core"]
+                    + 1 / stages["decode_512px_jpeg_to_224_per_s_one_core"])  # fmt: skip
+    piece = 64 * 4  # index.batch_size x dist.batches_per_task
+    driver = 1 / (1 / stages["driver_scan_records_per_s"] + 1 / stages["shard_write_cases_per_s"]
+                  + 2 / (ray_overheads["tasks_per_s_bulk"] * piece))  # fmt: skip
     rows = {}
     for label, n in DATASETS.items():
         for gpus in GPUS:
             rates = {
-                "embed (GPUs at the anchor)": ANCHOR_GPU_IMAGES_S * gpus,
-                "decode (CPU tasks, 12 cores/GPU)": decode_core * CORES_PER_GPU * gpus,
-                "write (the driver's shards)": stages["shard_write_cases_per_s"],
-                "scan (the driver's records)": stages["driver_scan_records_per_s"],
+                "GPUs": ANCHOR_GPU_IMAGES_S * gpus,
+                "read+decode on CPUs": per_core * CORES_PER_GPU * gpus,
+                "driver": driver,
             }
             slowest = min(rates, key=lambda k: rates[k])
-            seconds = n / rates[slowest] + CLUSTER_START_S
             rows[f"{label}, {gpus} GPU"] = {
-                "minutes": round(seconds / 60, 1),
-                "gpu_bound_minutes": round(
-                    (n / rates["embed (GPUs at the anchor)"] + CLUSTER_START_S) / 60, 1
-                ),  # fmt: skip
+                "minutes": round((n / rates[slowest] + CLUSTER_START_S) / 60, 1),
+                "gpu_bound_minutes": round((n / rates["GPUs"] + CLUSTER_START_S) / 60, 1),
                 "bottleneck": slowest,
-                "read_GB_per_s_needed": round(rates[slowest] * IMAGE_KB / 1e6, 2),
+                "images_per_s": round(rates[slowest]),
+                "storage_GB_per_s": round(rates[slowest] * IMAGE_KB / 1e6, 2),
             }
     return {
         "assumptions": {
             "gpu_images_per_s": ANCHOR_GPU_IMAGES_S,
             "cores_per_gpu": CORES_PER_GPU,
-            "image_kB": IMAGE_KB,
+            "image_kB_read": IMAGE_KB,
             "cluster_start_s": CLUSTER_START_S,
-            "note": "decode and write rates are this 2-core machine's per core; a node's "
-            "cores are faster or slower; finalise (FAISS) is not included",
+            "read_decode_per_core_per_s": round(per_core, 1),
+            "driver_cases_per_s": round(driver),
+            "note": "per-core rates are this 2-core machine's; finalise (FAISS) not included",
         },
         "cases": rows,
     }
@@ -260,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("ray is not installed (pip install 'medcap[dist]'): nothing was measured")
         return 0
-    results: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU cores, no GPU"}
+    load = os.getloadavg()[0]
+    results: dict[str, Any] = {"machine": f"{os.cpu_count()} CPU cores, no GPU, load {load:.1f}"}
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         work = Path(tmp)
         results["ray"] = bench_ray_overheads()
@@ -269,10 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         print("stages:", json.dumps(results["stages"]))
         results["embed"] = bench_embedding(args.cases, work)
         print("embed:", json.dumps(results["embed"]))
-    results["estimate"] = estimate(results["stages"])
-    print(f"{'estimate':<28} {'minutes':>8} {'GPU-bound':>10}  bottleneck")
+    results["estimate"] = estimate(results["stages"], results["ray"])
+    print(f"{'estimate':<28} {'minutes':>8} {'GPU-bound':>10} {'images/s':>9}  bottleneck")
     for name, row in results["estimate"]["cases"].items():
-        print(f"{name:<28} {row['minutes']:>8} {row['gpu_bound_minutes']:>10}  {row['bottleneck']}")
+        print(f"{name:<28} {row['minutes']:>8} {row['gpu_bound_minutes']:>10} "
+              f"{row['images_per_s']:>9}  {row['bottleneck']}")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ray.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS / 'ray.json'}")
