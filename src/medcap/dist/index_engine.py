@@ -129,7 +129,7 @@ class EmbedActor:
         batch_of = np.asarray(piece.kept, dtype=np.int64) // batch_size
         for b in np.unique(batch_of):
             rows = np.flatnonzero(batch_of == b)
-            pixels = torch.from_numpy(piece.pixels[rows])
+            pixels = torch.from_numpy(piece.pixels[rows]).to(enc.device)  # uint8: 1/4 the copy
             images.append(enc.encode_pixels(normalize(pixels, mean, std)))
             captions = [piece.captions[r] for r in rows]
             texts.append(enc.encode_texts(captions, batch_size=len(captions)))
