@@ -12,8 +12,6 @@ from medcap.config import DEFAULTS, DistConfig
 from medcap.dist.cluster import RaySession, _driver_ip, pool_shape
 from medcap.errors import InputError
 
-pytest.importorskip("ray")
-
 
 def _session(cpus: float, gpus: float = 0) -> RaySession:
     return RaySession("127.0.0.2:6379", 2, cpus, gpus, 0.0)

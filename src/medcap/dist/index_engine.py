@@ -12,10 +12,11 @@ row order as a local build, and the same resume.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -155,8 +156,8 @@ class RayIndexEngine:
     def __init__(self, encoder: Encoder, cfg: DistConfig) -> None:
         self.encoder = encoder  # the driver's copy: spec, fingerprint, preprocessing
         self.cfg = cfg
-        self._session: Any = None
-        self.info: RaySession | None = None
+        self._stack = contextlib.ExitStack()
+        self.session: RaySession | None = None
         self.shape: PoolShape | None = None
         self._ready: list[Any] = []
 
@@ -167,18 +168,14 @@ class RayIndexEngine:
     def __enter__(self) -> RayIndexEngine:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._session is not None:
-            self._session.__exit__(kind, exc, tb)
-            self._session = None
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()  # leaves the cluster, or stops the local Ray, if joined
+        self.session = None
 
     def _join(self) -> RaySession:
-        if self.info is None:
-            self._session = ray_session(self.cfg)
-            self.info = self._session.__enter__()
-        return self.info
+        if self.session is None:
+            self.session = self._stack.enter_context(ray_session(self.cfg))
+        return self.session
 
     def _actors(self) -> list[Any]:
         session = self._join()
@@ -248,7 +245,7 @@ class RayIndexEngine:
             return actor.embed.remote(decoded, batch_size)
 
         done: list[tuple[_Piece, EmbeddedPiece | None]] = []
-        for piece, result in pool.map(_prepend(first, pieces), submit):
+        for piece, result in pool.map(itertools.chain([first], pieces), submit):
             if self._ready:
                 self._log_actors(wait_ready(self._ready, self.cfg.stall_timeout_s))
                 self._ready = []
@@ -275,7 +272,3 @@ class RayIndexEngine:
             skipped += out.skipped
         return EncodedChunk(kept, np.concatenate(img), np.concatenate(cap), thumbs, skipped)
 
-
-def _prepend(first: _Piece, rest: Iterator[_Piece]) -> Iterator[_Piece]:
-    yield first
-    yield from rest

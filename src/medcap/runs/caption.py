@@ -21,7 +21,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -40,13 +40,8 @@ from medcap.generation.captioning import (
 from medcap.generation.prompt import clean_caption
 from medcap.index.manifest import index_fingerprint, read_manifest
 from medcap.locking import output_lock
-from medcap.runs.caption_engine import (
-    BatchResults,
-    BatchRun,
-    CaptionEngine,
-    Captioner,
-    LocalCaptionEngine,
-)
+from medcap.runs.caption_engine import BatchMapper, CaptionEngine, Captioner, LocalCaptionEngine
+from medcap.runs.caption_engine import BatchRun as BatchRun  # its home before engines
 from medcap.runs.identity import (
     Identity,
     as_json,
@@ -57,7 +52,6 @@ from medcap.runs.identity import (
 from medcap.types import Caption, Record, Skipped
 
 log = logging.getLogger(__name__)
-__all__ = ["BatchRun", "RunSummary", "caption_dataset", "caption_split", "read_done_ids"]
 
 COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -189,8 +183,7 @@ def caption_dataset(
     total: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    mapper: Callable[[Iterable[list[Record]]], Iterator[tuple[list[Record], BatchResults]]]
-    | None = None,
+    mapper: BatchMapper | None = None,
 ) -> RunSummary:
     """Caption `records` (the first `limit` of them) into `out_path`, resuming a partial file.
 

@@ -9,7 +9,7 @@ around the batches (the CSV, resume, the run identity, the lock) stays the same.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +20,8 @@ from medcap.generation.captioning import CaptionFn, NeighbourSearch, build_backe
 from medcap.types import Caption, Record, Skipped
 
 BatchResults = Sequence[Caption | Skipped]  # one result per record of a batch
+# batches -> (batch, its results), in the batches' order
+BatchMapper = Callable[[Iterable[list[Record]]], Iterator[tuple[list[Record], BatchResults]]]
 
 
 @dataclass(frozen=True)
