@@ -22,13 +22,13 @@ from tests.dist.loopback import LoopbackCluster, ProcessWatch
 if importlib.util.find_spec("ray") is None:
     collect_ignore_glob = ["test_*.py"]  # medcap[dist] is not installed
 
-# Small shards and batches: the 160 train phantoms become 20 shards of 2 pieces each, so
-# a build is still running when a test kills a node after the first shard.
-BUILD_ARGS = ["--model", "medcap-tiny", "--shard-size", "8", "--batch-size", "4",
+# Small shards and batches: the 160 train phantoms become 40 shards (one 4-case piece
+# each), so a build is still running when a test kills a node after the first shard.
+BUILD_ARGS = ["--model", "medcap-tiny", "--shard-size", "4", "--batch-size", "4",
               "--thumbnail-size", "32"]  # fmt: skip
 RAY_SETTINGS = ["--set", "dist.batches_per_task=1", "--set", "dist.progress_every_s=0",
                 "--set", "dist.stall_timeout_s=240"]  # fmt: skip
-SHARDS = 20  # 160 / 8
+SHARDS = 40  # 160 / 4
 
 
 @pytest.fixture(scope="module")

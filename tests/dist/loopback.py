@@ -44,7 +44,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> 
     while not check():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def _stat(pid: int) -> tuple[int, int, str] | None:
