@@ -4,6 +4,7 @@ caption rows as one process, through the loss of a worker node and of the driver
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -152,8 +153,12 @@ def test_engine_ray_without_an_address_starts_and_stops_its_own_ray(
     watch = ProcessWatch()
     log = tmp_path / "driver.log"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    text = finish(driver(args, env, log), log, watch)
+    try:
+        text = finish(driver(args, env, log), log, watch)
+        wait_for("every process of the local Ray to exit", lambda: not watch.alive(), 30)
+    finally:
+        watch.kill()  # what a failed run left behind
+        shutil.rmtree(temp, ignore_errors=True)
     assert "ray: local, 1 node(s)" in text
     assert "raylet" in {name for _, name in watch.seen.values()}, "no local Ray was started"
-    wait_for("the local Ray to exit", lambda: not watch.alive(), timeout_s=30)
     assert_same_index(out, local_index)
