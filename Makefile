@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= gen,app,serve,eval,tb,dev
+EXTRAS ?= gen,app,serve,eval,tb,dist,dev
 
 .PHONY: setup browser demo test lint bench gpu-check clean
 

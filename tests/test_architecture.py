@@ -23,7 +23,7 @@ BASE = {"config", "errors", "types", "atomic", "clock", "offline", "checksums", 
 # local copies of hub repositories (bundles, model folder checks): any package may use them
 BASE |= {"snapshots"}
 LIBRARY = {"data", "encoder", "index", "retrieval", "generation", "evaluation"}
-PROGRAMS = {"train", "runs", "cli", "app", "serve"}
+PROGRAMS = {"train", "runs", "dist", "cli", "app", "serve"}
 
 # package or top-level module -> (medcap packages/modules it may import, third-party libraries);
 # "package.module" allows that one module of a package (train may use runs.identity, the
@@ -72,7 +72,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
         BASE | {"data", "evaluation", "devices"},
         {"torch", "transformers", "peft", "PIL", "numpy"},
     ),
-    "api": (BASE | LIBRARY | {"runs"}, set()),
+    "api": (BASE | LIBRARY | {"runs", "dist"}, set()),
     "__init__": (BASE | LIBRARY | {"api", "runs", "client"}, set()),
     "train": (
         BASE | LIBRARY | {"devices", "runs.identity"},
@@ -89,6 +89,8 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
         },
     ),
     "runs": (BASE | LIBRARY | {"train"}, {"tqdm"}),
+    # the Ray engines: the only package that may import ray
+    "dist": (BASE | LIBRARY | {"runs"}, {"ray", "torch", "numpy"}),
     "app": (BASE | LIBRARY | {"config_files", "client"}, {"streamlit", "PIL", "numpy"}),
     "serve": (
         BASE | LIBRARY | {"api", "client"},
@@ -97,7 +99,7 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     ),
     "client": (BASE | {"generation", "data"}, set()),
     "cli": (
-        BASE | LIBRARY | {"api", "runs", "train", "app", "serve", "client", "config_files"},
+        BASE | LIBRARY | {"api", "runs", "dist", "train", "app", "serve", "client", "config_files"},
         {"typer"},
     ),
     "__main__": ({"cli"}, set()),

@@ -109,6 +109,7 @@ def test_every_section_checks_its_values() -> None:
         "app": {"port": 70000},
         "demo": {"epochs": 0},
         "serve": {"batch_max_size": 0},
+        "dist": {"stall_timeout_s": 0.0},
     }
     assert set(bad) == {f.name for f in dataclasses.fields(MedcapConfig)}
     for name, changes in bad.items():

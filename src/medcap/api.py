@@ -11,12 +11,13 @@ apply (`medcap.config.DEFAULTS`); keyword options set config fields of the stage
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medcap.config import DEFAULTS, IndexConfig, replace_set
+from medcap.config import DEFAULTS, DistConfig, IndexConfig, replace_set
 from medcap.errors import InputError
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ def build_index(
     progress: bool = False,
     part: str = "",
     cfg: IndexConfig | None = None,
+    engine: str | None = None,
+    dist: DistConfig | None = None,
     **options: Any,
 ) -> Retriever:
     """Embed one split of a dataset with encoder `model` into the index directory `out` (the
@@ -87,13 +90,16 @@ def build_index(
 
     `options` are IndexConfig fields (index_type, batch_size, shard_size, thumbnail_size,
     memory_budget_gb, ...) applied over `cfg` (default: DEFAULTS.index; split "train").
-    `part` "i/n" indexes one part of a sharded build.
+    `part` "i/n" indexes one part of a sharded build. `engine` "ray" embeds on a Ray
+    cluster (`dist.address`, else a local Ray started for the build; medcap[dist]), with
+    the same shards, order and resume (default: `dist.engine`, "local").
     """
     from medcap.encoder import load_encoder
     from medcap.index import build_index as build
     from medcap.retrieval.retriever import Retriever
     from medcap.retrieval.thumbnails import thumbnailer
 
+    dist = _section(dist or DEFAULTS.dist, "dist", engine=engine)
     cfg = _section(cfg or DEFAULTS.index, "index", split=split, **options)
     dataset = _dataset(data)
     if cfg.split not in dataset.splits():
@@ -102,23 +108,30 @@ def build_index(
             f"{', '.join(dataset.splits()) or 'none'}"
         )
     encoder = load_encoder(model, device=device) if isinstance(model, str) else model
-    index = build(
-        dataset.records(cfg.split),
-        encoder,
-        out,
-        cfg,
-        dataset_fingerprint=dataset.fingerprint(),
-        dataset_name=dataset.name,
-        split=cfg.split,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        total=split_size(dataset, cfg.split),
-        make_thumbnail=thumbnailer(cfg.thumbnail_size),
-        source_skipped=dataset.skipped,
-        part=part,
-        kept_columns=dataset.config.keep_columns,
-    )
+    with contextlib.ExitStack() as stack:
+        engine_ = None
+        if dist.engine == "ray":
+            from medcap.dist import RayIndexEngine
+
+            engine_ = stack.enter_context(RayIndexEngine(encoder, dist))
+        index = build(
+            (dataset.deferred() if engine_ else dataset).records(cfg.split),
+            encoder,
+            out,
+            cfg,
+            dataset_fingerprint=dataset.fingerprint(),
+            dataset_name=dataset.name,
+            split=cfg.split,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            total=split_size(dataset, cfg.split),
+            make_thumbnail=thumbnailer(cfg.thumbnail_size),
+            source_skipped=dataset.skipped,
+            part=part,
+            engine=engine_,
+            kept_columns=dataset.config.keep_columns,
+        )
     return Retriever(encoder, index)
 
 

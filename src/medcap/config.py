@@ -29,6 +29,7 @@ RankTies = Literal["pessimistic", "optimistic"]
 ConsensusSimilarity = Literal["cider-d", "token-f1"]
 Duplicates = Literal["error", "mean"]  # mean: each image's rows weigh 1/m
 AttnImplementation = Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"]
+Engine = Literal["local", "ray"]  # local: this process; ray: a Ray cluster (medcap[dist])
 
 
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
@@ -402,6 +403,39 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    """Index builds and batch captioning on a Ray cluster (`--engine ray`, medcap[dist])."""
+
+    engine: Engine = "local"
+    address: str | None = None  # Ray cluster host:port; None: start a local Ray, stop it after
+    node_ip_address: str | None = None  # this machine's Ray node IP (None: a loopback address
+    # in `address`, else Ray's own guess)
+    actors: int | None = None  # None: one per GPU, else half the CPUs / cpus_per_actor
+    cpus_per_actor: float = 1.0  # also the torch threads of a CPU actor
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    decode_cpus: float = 1.0  # CPUs per read + decode task
+    batches_per_task: int = 4  # model batches (index.batch_size cases) per decode task
+    inflight_per_actor: int = 2  # tasks queued per actor, so none waits for the driver
+    max_restarts: int = -1  # a dead actor is replaced this often (-1: always)
+    task_retries: int = 3  # a failed read/decode task is run again this often
+    stall_timeout_s: float = 900.0  # give up when nothing finishes for this long
+    progress_every_s: float = 10.0  # driver progress lines (cases done, cases/s, ETA)
+    local_num_cpus: int | None = None  # a local Ray's CPUs (None: all)
+    local_object_store_mb: int | None = None  # a local Ray's object store (None: Ray's 30% of RAM)
+    temp_dir: str | None = None  # a local Ray's session folder (None: a new one under /tmp)
+    log_to_driver: bool = False  # False: worker logs stay in the Ray session's log folder
+
+    def __post_init__(self) -> None:
+        _check_choices("dist", self)
+        _at_least("dist", self, 1, "actors", "batches_per_task", "inflight_per_actor")
+        _at_least("dist", self, 1, "local_num_cpus", "local_object_store_mb")
+        _at_least("dist", self, -1, "max_restarts")
+        _at_least("dist", self, 0, "task_retries", "cpus_per_actor", "gpus_per_actor")
+        _positive("dist", self, "decode_cpus", "stall_timeout_s")
+        _at_least("dist", self, 0, "progress_every_s")
+
+
+@dataclass(frozen=True)
 class MedcapConfig:
     """The root config: one section per stage."""
 
@@ -415,6 +449,7 @@ class MedcapConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     app: AppConfig = field(default_factory=AppConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 DEFAULTS = MedcapConfig()

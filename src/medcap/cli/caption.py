@@ -14,16 +14,20 @@ from typing import Annotated, Any
 import typer
 
 from medcap.cli.options import (
+    ActorsOption,
     AdapterOption,
     AllowOutsidePathsOption,
     BackendOption,
     DtypeOption,
     EncodingOption,
+    EngineOption,
     GenerationDeviceOption,
     NeighboursOption,
+    RayAddressOption,
     TemplateOption,
     VerifyOption,
     data_config,
+    dist_setting,
     verify_setting,
 )
 from medcap.config import DEFAULTS, current, replace_set
@@ -81,6 +85,9 @@ def command(
     verify: VerifyOption = None,
     allow_outside_paths: AllowOutsidePathsOption = False,
     encoding: EncodingOption = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
 ) -> None:
     """Caption images from their nearest neighbours' captions (consensus, Qwen2-VL or BLIP-2)."""
     from medcap.generation import captioning
@@ -102,12 +109,20 @@ def command(
     cfg = captioning.resolve_settings(cfg, adapter, backend=backend, k=k, template=template)
     if images and data:
         raise InputError("give image files or --data for batch mode, not both")
+    if images and (engine == "ray" or ray_address or actors):
+        raise InputError("--engine ray, --ray-address and --actors are for batch mode (--data)")
     if not images and not data:
         raise InputError("nothing to caption: give image files, or --data D --out results.csv")
     if data:
         if out is None:
             raise InputError("batch mode needs --out results.csv")
         run = caption_run.BatchRun(data=data, split=cfg.split, index_dir=str(index), out=str(out))
+        dist = dist_setting(engine, ray_address, actors)
+        remote = None
+        if dist.engine == "ray":
+            from medcap.dist import RayCaptionEngine
+
+            remote = RayCaptionEngine(dist, index_device=current().index.search_device)
         summary = caption_run.caption_split(
             run,
             cfg,
@@ -117,6 +132,7 @@ def command(
             overwrite=overwrite,
             verify=verify_setting(verify),
             data_cfg=data_config(allow_outside_paths=allow_outside_paths, encoding=encoding),
+            engine=remote,
         )
         typer.echo(
             f"{out}: {summary.written} captions written, {summary.resumed} already there, "

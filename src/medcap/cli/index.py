@@ -11,17 +11,21 @@ from typing import Annotated, Any
 import typer
 
 from medcap.cli.options import (
+    ActorsOption,
     AllowOutsidePathsOption,
     DataOption,
     EncoderDeviceOption,
     EncodingOption,
+    EngineOption,
     IndexTypeOption,
     KeepColumnsOption,
     MemoryBudgetOption,
     ModelOption,
     OverwriteOption,
+    RayAddressOption,
     VerifyOption,
     data_config,
+    dist_setting,
     verify_setting,
 )
 from medcap.config import DEFAULTS, DataConfig, current, replace_set
@@ -88,6 +92,9 @@ def build(
     allow_outside_paths: AllowOutsidePathsOption = False,
     encoding: EncodingOption = None,
     keep_columns: KeepColumnsOption = None,
+    engine: EngineOption = None,
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.api import build_index
@@ -104,6 +111,7 @@ def build(
         memory_budget_gb=memory_budget_gb,
         thumbnail_size=thumbnail_size,
     )
+    dist = dist_setting(engine, ray_address, actors)
     if shard:
         parse_part(shard)  # a bad --shard fails before the encoder loads
     start = time.perf_counter()
@@ -111,16 +119,19 @@ def build(
         allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
     )
     dataset = _open_split(data, cfg.split, reading)
+    if dist.engine == "ray":
+        device = "cpu"  # the driver's copy only fingerprints and describes; actors embed
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
     index = build_index(
         dataset, out, model=encoder, resume=resume, overwrite=overwrite,
-        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg,
+        progress=sys.stderr.isatty(), part=shard or "", cfg=cfg, dist=dist,
     ).index  # fmt: skip
     save_image_tower(encoder)  # so the first `medcap search` needs no open_clip import
     m = index.manifest
     part = f" (part {m.part}; join the parts with `medcap index merge`)" if m.part else ""
+    on = " on Ray" if m.engine == "ray" else ""
     typer.echo(
-        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out}{part} "
+        f"indexed {m.count} cases of {dataset.name} [{cfg.split}] into {out}{part}{on} "
         f"in {time.perf_counter() - start:.1f} s"
     )
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")

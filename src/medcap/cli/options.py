@@ -18,6 +18,7 @@ import typer
 from medcap.config import (
     DEFAULTS,
     DataConfig,
+    Engine,
     IndexType,
     Precision,
     SearchMode,
@@ -179,6 +180,32 @@ KeepColumnsOption = Annotated[
     ),
 ]
 
+# ---- Ray engine (medcap[dist]) ----------------------------------------------------------
+D = DEFAULTS.dist
+EngineOption = Annotated[
+    Engine | None,
+    choice_option(
+        Engine,
+        "--engine",
+        f"local: this process; ray: a Ray cluster (medcap[dist]). (default: {D.engine})",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster host:port (`ray start --head`); without it --engine ray starts a "
+        "local Ray for the run and stops it after.",
+    ),
+]
+ActorsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--actors",
+        help="Ray actors (models loaded once each). (default: one per GPU, else half the CPUs)",
+    ),
+]
+
 
 def data_config(
     *,
@@ -199,3 +226,8 @@ def data_config(
         encoding=encoding,
         keep_columns=keep,
     )
+
+
+def dist_setting(engine: str | None, address: str | None, actors: int | None) -> Any:
+    """The active config's `dist` section with the Ray flags that were given."""
+    return replace_set(current().dist, engine=engine, address=address, actors=actors)

@@ -136,6 +136,12 @@ class Dataset(ABC):
             )
         self._counts[split] = count
 
+    def deferred(self) -> Dataset:
+        """This dataset with images that its own tables hold left unread in its records
+        (`medcap.data.fetch_images` reads them where they are decoded). Images on files
+        are read where they are decoded anyway, so the base class returns itself."""
+        return self
+
     def count(self, split: str) -> int:
         """How many records `records(split)` yields (a pass without image data, cached)."""
         split = self._check_split(split)

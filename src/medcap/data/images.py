@@ -54,7 +54,7 @@ def load_image(
     try:
         if data is None:
             if path is None:
-                raise ImageDecodeError("image reference has neither bytes nor a path")
+                raise ImageDecodeError(f"image reference has neither bytes nor a path ({name})")
             if not Path(path).is_file():
                 raise ImageDecodeError(
                     f"image file {path} does not exist; check the image column or folder"

@@ -4,13 +4,21 @@ This is the layout of `eltorio/ROCOv2-radiology` and of medcap's phantoms. Shard
 read batch by batch (`iter_batches`), so an 18 GB split streams in constant memory;
 image bytes stay in `ImageRef.data` until decoded. Columns other than the image, id,
 caption, CUI and split columns are kept in `Record.extra`.
+
+`ParquetDataset.deferred()` reads everything but the image cells: each record's image is
+a `TableImageRef` (file and row), and `fetch_images` reads those cells later, row groups
+at a time, wherever the images are decoded (a cluster's read tasks, medcap.dist).
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
 import hashlib
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +38,7 @@ from medcap.data.dataset import (
 from medcap.data.paths import ImagePaths
 from medcap.data.table_reader import missing_column, read_cui_mapping
 from medcap.errors import CorruptArtifactError, InputError, first_line
-from medcap.types import ImageRef
+from medcap.types import ImageRef, Record
 
 _BATCH_ROWS = 64
 _FOOTER_BYTES = 1 << 16  # the tail of a shard, where parquet keeps its metadata
@@ -39,6 +47,33 @@ _MIXED = "*"  # files without a split in their name: split comes from the split 
 # What pyarrow raises on a damaged file: I/O and Arrow errors, and UnicodeDecodeError (a
 # ValueError) for names or string cells that are not UTF-8.
 _READ_ERRORS = (OSError, pa.ArrowException, ValueError)
+
+
+@dataclass(frozen=True)
+class TableImageRef(ImageRef):
+    """An image cell not read yet: row `row` (0-based, in the file) of `column` in the
+    parquet file `table`; `base` resolves relative stored paths. See `fetch_images`."""
+
+    table: str = ""
+    row: int = 0
+    column: str = ""
+    base: str = ""
+    root: str = ""  # the dataset folder stored paths must stay inside (medcap.data.paths)
+    allow_outside: bool = False
+
+    def describe(self) -> str:
+        return f"{self.table} row {self.row}"
+
+
+@dataclass(frozen=True)
+class RefusedImageRef(ImageRef):
+    """An image cell that names nothing readable (empty, or a path refused by
+    `ImagePaths`); decoding it fails with `reason`."""
+
+    reason: str = ""
+
+    def describe(self) -> str:
+        return self.reason
 
 
 def find_parquet_files(root: Path) -> list[Path]:
@@ -85,6 +120,14 @@ class ParquetDataset(Dataset):
         given = columns.split is not None
         self._file_splits = {path: self._split_of(path, given) for path in files}
         self._splits: list[str] | None = None
+        self._defer_images = False
+
+    def deferred(self) -> ParquetDataset:
+        """This dataset with image cells left unread (`TableImageRef`; see `fetch_images`).
+        Files without an id column still read their images: the id comes from them."""
+        view = copy.copy(self)  # shares .skipped and the counts with this dataset
+        view._defer_images = True
+        return view
 
     def splits(self) -> list[str]:
         if self._splits is None:
@@ -139,6 +182,7 @@ class ParquetDataset(Dataset):
         self, path: Path, split: str, *, mixed: bool, with_images: bool
     ) -> Iterator[RawRow]:
         names = self._schemas[path].names
+        defer = with_images and self._defer_images and self._id_col in names
         core = {self._image_col, self._caption_col, self._id_col, self._cui_col, self._split_column}
         extra_cols = [c for c in names if c not in core]
         wanted = [
@@ -147,7 +191,7 @@ class ParquetDataset(Dataset):
             self._cui_col,
             self._split_column if mixed else None,
         ]
-        if with_images:
+        if with_images and not defer:
             wanted.append(self._image_col)
         columns = [c for c in dict.fromkeys(wanted) if c is not None and c in names] + extra_cols
         source = self._display(path)
@@ -160,7 +204,19 @@ class ParquetDataset(Dataset):
                     if mixed and normalise_split(str(data[self._split_column][i])) != split:
                         row += 1
                         continue
-                    yield self._make_row(path, source, row, data, i, extra_cols, with_images)
+                    made = self._make_row(
+                        path, source, row, data, i, extra_cols, with_images and not defer
+                    )
+                    if defer:
+                        made.image = TableImageRef(
+                            table=str(path),
+                            row=row,
+                            column=self._image_col,
+                            base=str(self._base(path)),
+                            root=str(self._paths.root),
+                            allow_outside=self._paths.allow_outside,
+                        )
+                    yield made
                     row += 1
         except _READ_ERRORS as exc:
             raise CorruptArtifactError(
@@ -178,9 +234,10 @@ class ParquetDataset(Dataset):
         extra_cols: Sequence[str],
         with_images: bool,
     ) -> RawRow:
-        base = self.root if self.root.is_dir() else path.parent
         image, problem = (
-            _image_ref(data[self._image_col][i], base, self._paths) if with_images else (None, None)
+            _image_ref(data[self._image_col][i], self._base(path), self._paths)
+            if with_images
+            else (None, None)
         )
         image_id = data[self._id_col][i] if self._id_col in data else None
         if image_id is None:  # no id column: the stored file name, else file:row
@@ -219,6 +276,10 @@ class ParquetDataset(Dataset):
                 self._require(self._split_column, self._split_column, "split")
             return _MIXED
         return _split_from_name(path) or "train"
+
+    def _base(self, path: Path) -> Path:
+        """The folder that relative image paths stored in `path` resolve against."""
+        return self.root if self.root.is_dir() else path.parent
 
     def _display(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() if self.root.is_dir() else path.name
@@ -262,3 +323,48 @@ def _image_ref(value: Any, base: Path, paths: ImagePaths) -> tuple[ImageRef | No
         stored = str(value)
     path, problem = paths.resolve(str(stored), base)
     return (ImageRef(path=str(path)), None) if path is not None else (None, problem)
+
+
+def _read_cells(path: Path, column: str, rows: Sequence[int]) -> list[Any]:
+    """The cells of `column` at file rows `rows`, reading only the row groups holding them."""
+    try:
+        with pq.ParquetFile(path) as file:
+            sizes = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+            starts = [0]
+            for size in sizes:
+                starts.append(starts[-1] + size)
+            groups = sorted({bisect.bisect_right(starts, r) - 1 for r in rows})
+            values = file.read_row_groups(groups, columns=[column]).column(column)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptArtifactError(
+            f"cannot read parquet file {path}: {exc}; re-download or rebuild it"
+        ) from None
+    offset, at = 0, {}
+    for g in groups:  # where each read group starts in `values`
+        at[g] = offset
+        offset += sizes[g]
+    cells = []
+    for r in rows:
+        g = bisect.bisect_right(starts, r) - 1
+        cells.append(values[at[g] + r - starts[g]].as_py())
+    return cells
+
+
+def fetch_images(records: Sequence[Record]) -> list[Record]:
+    """`records` with every `TableImageRef` replaced by the image it names (bytes or path,
+    checked like an eagerly read cell); a missing or refused cell becomes a
+    `RefusedImageRef`, which fails to decode with its reason."""
+    out = list(records)
+    wanted: dict[tuple[str, str], list[tuple[int, TableImageRef]]] = defaultdict(list)
+    for i, record in enumerate(records):
+        if isinstance(record.image, TableImageRef):
+            wanted[record.image.table, record.image.column].append((i, record.image))
+    for (table, column), refs in wanted.items():
+        cells = _read_cells(Path(table), column, [ref.row for _, ref in refs])
+        for (i, ref), cell in zip(refs, cells, strict=True):
+            paths = ImagePaths(Path(ref.root), allow_outside=ref.allow_outside)
+            image, problem = _image_ref(cell, Path(ref.base), paths)
+            if image is None:
+                image = RefusedImageRef(reason=problem or f"{ref.describe()}: no image")
+            out[i] = replace(records[i], image=image)
+    return out

@@ -182,7 +182,7 @@ def read_bytes(ref: ImageRef) -> bytes:
     if ref.data is not None:
         return ref.data
     if ref.path is None:
-        raise ImageDecodeError("image reference has neither bytes nor a path")
+        raise ImageDecodeError(f"image reference has neither bytes nor a path ({ref.describe()})")
     try:
         return Path(ref.path).read_bytes()
     except OSError as exc:

@@ -9,22 +9,19 @@ from the shards at the end, then the work directory is renamed to `<out>`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import Any
 
 from medcap.atomic import write_json_atomic
 from medcap.clock import now_iso
 from medcap.config import DEFAULTS, IndexConfig
 from medcap.errors import InputError
+from medcap.index.chunks import CaseEncoder, LocalEngine, ShardEngine, encode_all
 from medcap.index.finalize import (
     check_replaceable,
     emb_dir_of,
@@ -41,158 +38,19 @@ from medcap.index.manifest import (
     SourceInfo,
     parse_part,
 )
-from medcap.index.shards import (
-    Thumbnailer,
-    ids_digest,
-    read_shard_meta,
-    remove_shard,
-    shard_files,
-    shard_ids,
-    shard_name,
-    shard_problem,
-    shard_skipped,
-    write_shard,
-)
+from medcap.index.shards import Thumbnailer, remove_shard, shard_files
 from medcap.index.store import IndexDir, open_index
 from medcap.locking import output_lock
 from medcap.types import Record, Skipped
+
+__all__ = ["CaseEncoder", "ShardEngine", "add_to_index", "build_index"]
 
 LOG = logging.getLogger(__name__)
 STATE_NAME = "build.json"  # the work directory's build settings, checked on --resume
 
 
-class CaseEncoder(Protocol):
-    """What the index needs from an encoder (medcap.encoder.Encoder satisfies it)."""
-
-    @property
-    def spec(self) -> str: ...
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    @property
-    def embed_dim(self) -> int: ...
-
-    def encode_cases(
-        self, records: Sequence[Record], *, batch_size: int | None = None, progress: bool = False
-    ) -> tuple[list[Record], NDArray[np.float32], NDArray[np.float32], list[Skipped]]: ...
-
-
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
 def _checkpoint_path(spec: str) -> str | None:
     return os.path.abspath(spec) if os.path.isfile(spec) else None
-
-
-def _encode_shard(
-    chunk: list[Record],
-    encoder: CaseEncoder,
-    emb_dir: Path,
-    name: str,
-    *,
-    seen: set[str],
-    source: str,
-    batch_size: int,
-    make_thumbnail: Thumbnailer | None,
-) -> int:
-    """Encode one chunk (duplicates of already indexed ids skipped) and write its shard."""
-    fresh, skipped = [], []
-    for r in chunk:
-        if r.image_id in seen:
-            skipped.append(
-                Skipped(source, None, r.image_id, "duplicate image_id (already indexed)")
-            )
-        else:
-            seen.add(r.image_id)
-            fresh.append(r)
-    dim = encoder.embed_dim
-    kept: list[Record] = []
-    img = cap = np.zeros((0, dim), dtype=np.float32)
-    if fresh:
-        kept, img, cap, bad = encoder.encode_cases(fresh, batch_size=batch_size, progress=False)
-        skipped.extend(bad)
-        for failed in {x.image_id for x in fresh} - {x.image_id for x in kept}:
-            seen.discard(failed)  # a failed image may be fixed and added later
-    thumbs = [make_thumbnail(r) if make_thumbnail else None for r in kept]
-    return write_shard(
-        emb_dir,
-        name,
-        input_ids=[r.image_id for r in chunk],
-        records=kept,
-        image_emb=np.asarray(img, dtype=np.float32).reshape(-1, dim),
-        caption_emb=np.asarray(cap, dtype=np.float32).reshape(-1, dim),
-        thumbnails=thumbs,
-        skipped=skipped,
-    )
-
-
-def _encode_all(
-    records: Iterable[Record],
-    encoder: CaseEncoder,
-    emb_dir: Path,
-    *,
-    first: int,
-    cfg: IndexConfig,
-    seen: set[str],
-    source: str,
-    resume: bool,
-    make_thumbnail: Thumbnailer | None,
-    progress: bool,
-    total: int | None,
-    part: tuple[int, int] | None = None,
-) -> tuple[list[str], int, list[Skipped]]:
-    """Stream records into shards first, first+1, ...; complete shards are reused on resume.
-
-    With `part` (i, n), only chunks c with c % n == i are encoded; shard names keep the
-    global chunk number, so the parts' shards interleave back into one order on merge.
-    """
-    from tqdm.auto import tqdm
-
-    names: list[str] = []
-    kept_total = 0
-    skipped: list[Skipped] = []
-    bar = tqdm(total=total, unit="case", desc="indexing", disable=not progress)
-    try:
-        for i, chunk in enumerate(_chunks(records, cfg.shard_size), start=first):
-            if part is not None and (i - first) % part[1] != part[0]:
-                bar.update(len(chunk))
-                continue  # another part's chunk
-            name = shard_name(i)
-            meta = read_shard_meta(emb_dir, name) if resume else None
-            problem = shard_problem(emb_dir, name, meta) if meta is not None else None
-            if problem is not None:
-                LOG.warning("resume: shard %s in %s is damaged (%s); embedding it again",
-                            name, emb_dir, problem)  # fmt: skip
-                meta = None
-            if meta is not None:
-                if meta["ids_digest"] != ids_digest([r.image_id for r in chunk]):
-                    raise InputError(
-                        f"shard {name} in {emb_dir} was built from other records than the data "
-                        "now given (different data, split or order); delete the .partial "
-                        "directory and build again"
-                    )
-                seen.update(shard_ids(emb_dir, name))
-                LOG.debug("resume: shard %s is complete (%d cases)", name, meta["count"])
-                count = int(meta["count"])
-            else:
-                remove_shard(emb_dir, name)
-                count = _encode_shard(
-                    chunk, encoder, emb_dir, name, seen=seen, source=source,
-                    batch_size=cfg.batch_size, make_thumbnail=make_thumbnail,
-                )  # fmt: skip
-                meta = read_shard_meta(emb_dir, name)
-                assert meta is not None
-            skipped.extend(shard_skipped(meta))
-            names.append(name)
-            kept_total += count
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    return names, kept_total, skipped
 
 
 def _check_state(work: Path, state: dict[str, Any]) -> None:
@@ -226,6 +84,7 @@ def build_index(
     source_skipped: Sequence[Skipped] | None = None,
     part: str = "",
     kept_columns: Sequence[str] | None = None,
+    engine: ShardEngine | None = None,
 ) -> IndexDir:
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
@@ -236,8 +95,9 @@ def build_index(
     after iteration) is added to the skipped list. `part` "i/n" indexes every n-th
     shard-sized chunk from the i-th: a searchable index of its own (empty when no chunk
     falls to it), which `merge_parts` joins with the other parts. `kept_columns` (the
-    reader's `DataConfig.keep_columns`) is recorded in the manifest. Holds the output's
-    lock (medcap.locking) throughout.
+    reader's `DataConfig.keep_columns`) is recorded in the manifest. `engine` embeds the
+    chunks (default: `LocalEngine`, this process; `medcap.dist` runs one on a Ray cluster);
+    its name is recorded in the manifest. Holds the output's lock (medcap.locking).
 
     >>> enc = load_encoder("medcap-tiny")
     >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
@@ -246,6 +106,7 @@ def build_index(
     out = Path(out_dir)
     split = split if split is not None else cfg.split
     part_of = parse_part(part) if part else None
+    engine = engine or LocalEngine(encoder)
     with output_lock(out):
         work = partial_dir(out)
         check_replaceable(out, overwrite=overwrite)
@@ -272,10 +133,12 @@ def build_index(
             },
         )
         try:
-            names, count, skipped = _encode_all(
-                records, encoder, emb_dir, first=0, cfg=cfg, seen=set(), source=dataset_name,
-                resume=resume, make_thumbnail=make_thumbnail if thumbs else None,
-                progress=progress, total=total, part=part_of,
+            names, count, skipped = encode_all(
+                records, engine, emb_dir, dim=encoder.embed_dim, first=0,
+                shard_size=cfg.shard_size, batch_size=cfg.batch_size, seen=set(),
+                source=dataset_name, resume=resume,
+                make_thumbnail=make_thumbnail if thumbs else None, progress=progress,
+                total=total, part=part_of,
             )  # fmt: skip
         except BaseException:
             if not any(emb_dir.glob("shard_*.json")):
@@ -298,7 +161,9 @@ def build_index(
         source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso(), kept)
         plan = plan_for(count, encoder.embed_dim, cfg)
         finalize_index(
-            work, out, new_manifest(encoder_info, source, plan, thumbnails=thumbs, part=part),
+            work, out,
+            new_manifest(encoder_info, source, plan, thumbnails=thumbs, part=part,
+                         engine=engine.name),
             names=names, skipped=skipped, plan=plan, cfg=cfg, transient=[STATE_NAME],
             overwrite=overwrite,
         )  # fmt: skip
@@ -350,10 +215,12 @@ def add_to_index(
                 for file in shard_files(emb_dir_of(path), name):
                     link_or_copy(file, emb_dir / file.name)
             thumbs = old.manifest.has_thumbnails
-            new_names, added, skipped = _encode_all(
-                records, encoder, emb_dir, first=max(int(n) for n in old_names) + 1, cfg=cfg,
-                seen=set(old.image_ids()), source=dataset_name, resume=False,
-                make_thumbnail=make_thumbnail if thumbs else None, progress=progress, total=total,
+            new_names, added, skipped = encode_all(
+                records, LocalEngine(encoder), emb_dir, dim=encoder.embed_dim,
+                first=max(int(n) for n in old_names) + 1, shard_size=cfg.shard_size,
+                batch_size=cfg.batch_size, seen=set(old.image_ids()), source=dataset_name,
+                resume=False, make_thumbnail=make_thumbnail if thumbs else None,
+                progress=progress, total=total,
             )  # fmt: skip
             skipped.extend(source_skipped or ())
             if added == 0:

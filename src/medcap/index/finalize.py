@@ -158,7 +158,13 @@ def plan_for(count: int, dim: int, cfg: IndexConfig) -> IndexPlan:
 
 
 def new_manifest(
-    encoder: EncoderInfo, source: SourceInfo, plan: IndexPlan, *, thumbnails: bool, part: str = ""
+    encoder: EncoderInfo,
+    source: SourceInfo,
+    plan: IndexPlan,
+    *,
+    thumbnails: bool,
+    part: str = "",
+    engine: str = "local",
 ) -> Manifest:
     """The manifest of a newly built or merged index of `source.count` cases;
     `finalize_index` fills in its shards, files, checksums and skipped count."""
@@ -173,6 +179,7 @@ def new_manifest(
         has_thumbnails=thumbnails,
         created_at=now_iso(),
         part=part,
+        engine=engine,
     )
 
 

@@ -102,6 +102,7 @@ class Manifest:
     created_at: str = ""
     medcap_version: str = ""
     part: str = ""  # "i/n" for one part of a `--shard i/n` build (see medcap.index.merge)
+    engine: str = "local"  # what embedded the cases: "local" (one process) or "ray" (a cluster)
 
     @property
     def spec(self) -> str:
@@ -159,6 +160,7 @@ def parse_manifest(raw: dict[str, Any], where: str, *, verify: bool = True) -> M
             created_at=str(raw.get("created_at", "")),
             medcap_version=str(raw.get("medcap_version", "")),
             part=str(raw.get("part", "")),
+            engine=str(raw.get("engine", "local")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArtifactError(

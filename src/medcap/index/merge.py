@@ -148,6 +148,7 @@ def _merge_into(
     plan = plan_for(source.count, first.dim, cfg)
     thumbs = all(p.manifest.has_thumbnails for p in parts)
     return finalize_index(
-        work, out, new_manifest(first.encoder, source, plan, thumbnails=thumbs),
+        work, out,
+        new_manifest(first.encoder, source, plan, thumbnails=thumbs, engine=first.engine),
         names=names, skipped=skipped_all, plan=plan, cfg=cfg, overwrite=overwrite,
     )  # fmt: skip

@@ -34,14 +34,14 @@ from medcap.generation.backends.base import CaptionBackend
 from medcap.generation.captioning import (
     CaptionFn,
     NeighbourSearch,
-    build_backend,
     generator_model,
-    make_caption_fn,
     template_of,
 )
 from medcap.generation.prompt import clean_caption
 from medcap.index.manifest import index_fingerprint, read_manifest
 from medcap.locking import output_lock
+from medcap.runs.caption_engine import BatchMapper, CaptionEngine, Captioner, LocalCaptionEngine
+from medcap.runs.caption_engine import BatchRun as BatchRun  # its home before engines
 from medcap.runs.identity import (
     Identity,
     as_json,
@@ -174,7 +174,7 @@ def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 def caption_dataset(
     records: Iterable[Record],
-    caption_fn: CaptionFn,
+    caption_fn: CaptionFn | None,
     out_path: str | Path,
     *,
     split: str,
@@ -183,11 +183,14 @@ def caption_dataset(
     total: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    mapper: BatchMapper | None = None,
 ) -> RunSummary:
     """Caption `records` (the first `limit` of them) into `out_path`, resuming a partial file.
 
     `caption_fn` gets batches of `cfg.batch_size` records and returns one Caption or Skipped
-    for each. `total` (the number of records, when known) sizes the progress bar.
+    for each. `total` (the number of records, when known) sizes the progress bar. `mapper`
+    (a `Captioner.map`, e.g. of a cluster; `caption_fn` may then be None) captions the
+    batches instead, several at once, yielding each batch with its results in order.
 
     Example:
         >>> summary = caption_dataset(dataset.records("test"), make_caption_fn(...), "results.csv",
@@ -224,8 +227,14 @@ def caption_dataset(
     )
     start = time.perf_counter()
     try:
-        for batch in _batches(todo(), cfg.batch_size):
-            results = caption_fn(batch)
+        batches = _batches(todo(), cfg.batch_size)
+        if mapper is not None:
+            mapped = mapper(batches)
+        elif caption_fn is not None:
+            mapped = ((b, caption_fn(b)) for b in batches)
+        else:
+            raise ValueError("caption_dataset needs a caption_fn or a mapper")
+        for batch, results in mapped:
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"caption function returned {len(results)} results for {len(batch)} records"
@@ -256,16 +265,6 @@ def caption_dataset(
     return summary
 
 
-@dataclass(frozen=True)
-class BatchRun:
-    """Where a split captioning run read from and wrote to."""
-
-    data: str
-    split: str
-    index_dir: str
-    out: str
-
-
 def caption_split(
     run: BatchRun,
     cfg: GenerationConfig = DEFAULTS.generation,
@@ -279,12 +278,16 @@ def caption_split(
     backend: CaptionBackend | None = None,
     verify: bool | None = None,
     data_cfg: DataConfig | None = None,
+    engine: CaptionEngine | None = None,
 ) -> RunSummary:
     """Caption one split of a dataset into a results CSV (resumable) plus `<out>.run.json`.
 
     `cfg.k` beyond the index size is clamped to it (with a logged note), as search does.
     `verify` checks the index files' checksums (default: IndexConfig.verify); `data_cfg`
-    says how `run.data` is read (default: the active config's DataConfig).
+    says how `run.data` is read (default: the active config's DataConfig). `engine`
+    captions the batches (default: this process, with `retriever` and `backend` when
+    given; `medcap.dist.RayCaptionEngine`: an actor pool on a Ray cluster); the rows, the
+    resume and the run identity do not depend on it.
     """
     from medcap.data.readers import open_dataset
 
@@ -303,31 +306,23 @@ def caption_split(
         write_json_atomic(
             run_file, {"identity": identity, "run": asdict(run), "started_at": now_iso()}
         )
-        if retriever is None:
-            from medcap.retrieval.retriever import open_retriever
-
-            searcher: NeighbourSearch = open_retriever(
-                run.index_dir,
-                device=cfg.device,
-                index_device=current().index.search_device,
-                verify=verify,
+        engine = engine or LocalCaptionEngine(retriever, backend)
+        with engine.open(run, cfg, model_id=model_id, adapter=adapter, verify=verify) as captioner:
+            reader = dataset.deferred() if captioner.defers_images else dataset
+            summary = caption_dataset(
+                reader.records(run.split),
+                None,
+                out,
+                split=run.split,
+                cfg=cfg,
+                limit=limit,
+                total=dataset.count(run.split),
+                overwrite=overwrite,
+                progress=progress,
+                mapper=captioner.map,
             )
-        else:
-            searcher = retriever
-        backend = backend or build_backend(cfg, model_id=model_id, adapter=adapter)
-        summary = caption_dataset(
-            dataset.records(run.split),
-            make_caption_fn(searcher, backend, cfg),
-            out,
-            split=run.split,
-            cfg=cfg,
-            limit=limit,
-            total=dataset.count(run.split),
-            overwrite=overwrite,
-            progress=progress,
-        )
-        summary.skipped.extend(dataset.skipped)
-        _write_run_info(run_file, run, identity, cfg, backend, summary)
+            summary.skipped.extend(dataset.skipped)
+            _write_run_info(run_file, run, identity, cfg, captioner, summary)
     return summary
 
 
@@ -401,14 +396,15 @@ def _write_run_info(
     run: BatchRun,
     identity: Identity,
     cfg: GenerationConfig,
-    backend: CaptionBackend,
+    captioner: Captioner,
     summary: RunSummary,
 ) -> Path:
     info = {
         "identity": identity,
         "run": asdict(run),
-        "backend": backend.name,
-        "model": backend.model,
+        "engine": captioner.engine,
+        "backend": captioner.backend,
+        "model": captioner.model,
         "generation": asdict(cfg),
         "written": summary.written,
         "resumed": summary.resumed,
