@@ -2,6 +2,9 @@
 
 Each answers `search(queries, k) -> (scores, rows)` with rows -1 where fewer than k
 exist, and (exact back-ends only) `rows_above(query, threshold)` for tie resolution.
+FAISS back-ends also search among given rows only (`search_in`, an IDSelector); an HNSW
+graph then visits more candidates, as a filter leaves fewer useful neighbours per step:
+efSearch grows with 1/share of rows kept, up to `FILTER_EF_GROWTH` times its own value.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from medcap.index.search_plan import gpu_can_answer, plan_search
 from medcap.index.shards import ShardVectors
 
 LOG = logging.getLogger(__name__)
+FILTER_EF_GROWTH = 8  # most an HNSW efSearch grows for a filtered search (bench_refine.py)
 
 
 class Searcher(Protocol):
@@ -39,6 +43,12 @@ class Searcher(Protocol):
         self, query: NDArray[np.float32], threshold: float
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Every (score, row) with score > threshold for one query (d,) (exact back-ends)."""
+        ...
+
+    def search_in(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
+        """Top-k among `rows` inside the index search (an IDSelector); None: not supported."""
         ...
 
     def size(self) -> tuple[int, int]:
@@ -74,6 +84,7 @@ class FaissSearcher:
         self.exact = index_type == "flat"
         self.name = f"faiss-gpu:{gpu}" if on_gpu is not None else "faiss-cpu"
         self._rerank = int(params.get("rerank_factor", 0)) if index_type == "ivfpq" else 0
+        self._ef_search = int(params["efSearch"]) if "efSearch" in params else None
         self._vectors = shard_vectors if self._rerank > 0 else None
         copy_mb = faiss_ops.count(index) * faiss_ops.dimension(index) * 2 / 1e6
         worth_it = self.exact and self._index is index and copy_mb <= half_scan_max_mb
@@ -109,6 +120,28 @@ class FaissSearcher:
         n = faiss_ops.count(self._cpu)
         candidates = min(n, k * self._rerank)
         _, cand = faiss_ops.search(self._for(candidates), queries, candidates)
+        return self._rescore(queries, cand, k)
+
+    def search_in(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-k among `rows` (see Searcher); on the CPU copy (faiss-gpu takes no selector)."""
+        n = faiss_ops.count(self._cpu)
+        ef = None
+        if self._ef_search is not None and len(rows):
+            growth = min(FILTER_EF_GROWTH, max(1, round(n / len(rows))))
+            ef = self._ef_search * growth
+        if self._vectors is None:
+            return faiss_ops.search_rows_in(self._cpu, queries, k, rows, ef_search=ef)
+        candidates = min(len(rows), k * self._rerank)
+        _, cand = faiss_ops.search_rows_in(self._cpu, queries, candidates, rows)
+        return self._rescore(queries, cand, k)
+
+    def _rescore(
+        self, queries: NDArray[np.float32], cand: NDArray[np.int64], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The top-k of each query's candidates (q, c), scored exactly from the shards."""
+        assert self._vectors is not None
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         for s in range(0, len(queries), 128):  # bounded memory: 128 x candidates x d floats
@@ -174,6 +207,10 @@ class TorchSearcher:
             s = self._db @ torch.from_numpy(np.ascontiguousarray(query)).to(self._device)
             rows = torch.nonzero(s > threshold).flatten()
             return s[rows].float().cpu().numpy(), rows.cpu().numpy().astype(np.int64)
+
+    def search_in(self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]) -> None:
+        """Not supported: IndexDir scans the kept rows exactly instead."""
+        return None
 
     def size(self) -> tuple[int, int]:
         """(vectors held, dimension)."""
