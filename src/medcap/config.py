@@ -307,7 +307,7 @@ class GenerationConfig:
     auto_k: bool = False  # `--k auto`: neighbours kept until the similarity drops sharply
     auto_k_min: int = 2  # ... at least this many
     auto_k_max: int = 10  # ... at most this many (the search asks for these)
-    auto_k_gap_ratio: float = 2.0  # a drop is sharp when >= ratio x the mean drop before it
+    auto_k_gap_ratio: float = 2.0  # a drop is sharp when >= ratio x the list's mean drop
 
     def __post_init__(self) -> None:
         _check_choices("generation", self)

@@ -102,17 +102,17 @@ def search(
     return scores, rows
 
 
-def _parameters(index: Any, selector: Any, ef_search: int | None) -> Any:
-    """Search parameters that restrict `index` to `selector`, keeping its own nprobe /
-    efSearch (a parameter object replaces the index's settings, it does not add to them)."""
+def _parameters(index: Any, selector: Any, widen: int) -> Any:
+    """Search parameters that restrict `index` to `selector`, with its own nprobe /
+    efSearch times `widen` (a parameter object replaces the index's settings)."""
     api: Any = faiss  # the SWIG classes take their fields as keywords (not in faiss's stubs)
     inner = api.downcast_index(index.index) if hasattr(index, "id_map") else index
     ivf = api.try_extract_index_ivf(inner)
     if ivf is not None:
-        return api.SearchParametersIVF(sel=selector, nprobe=int(ivf.nprobe))
+        nprobe = min(int(ivf.nlist), int(ivf.nprobe) * widen)
+        return api.SearchParametersIVF(sel=selector, nprobe=nprobe)
     if hasattr(inner, "hnsw"):
-        ef = max(int(inner.hnsw.efSearch), int(ef_search or 0))
-        return api.SearchParametersHNSW(sel=selector, efSearch=ef)
+        return api.SearchParametersHNSW(sel=selector, efSearch=int(inner.hnsw.efSearch) * widen)
     return api.SearchParameters(sel=selector)
 
 
@@ -122,17 +122,18 @@ def search_rows_in(
     k: int,
     rows: NDArray[np.int64],
     *,
-    ef_search: int | None = None,
+    widen: int = 1,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Top-k among `rows` only (an IDSelectorBitmap inside the FAISS search): scores and
-    rows (q, k) as `search` returns them. ef_search: an HNSW index searches with at least
-    this many candidates (a filter leaves fewer useful neighbours per graph step)."""
+    rows (q, k) as `search` returns them. widen: HNSW visits `widen` times its efSearch
+    candidates, IVF probes `widen` times its nprobe lists (a filter leaves fewer kept
+    vectors per graph step or list)."""
     n = count(index)
     keep = np.zeros(n, dtype=bool)
     keep[rows] = True
     bits = np.packbits(keep, bitorder="little")  # must outlive the search: FAISS reads it
     selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-    params = _parameters(index, selector, ef_search)
+    params = _parameters(index, selector, max(1, widen))
     with _always_blas():
         scores, found = index.search(
             np.ascontiguousarray(queries, dtype=np.float32), k, params=params

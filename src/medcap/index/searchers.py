@@ -2,9 +2,9 @@
 
 Each answers `search(queries, k) -> (scores, rows)` with rows -1 where fewer than k
 exist, and (exact back-ends only) `rows_above(query, threshold)` for tie resolution.
-FAISS back-ends also search among given rows only (`search_in`, an IDSelector); an HNSW
-graph then visits more candidates, as a filter leaves fewer useful neighbours per step:
-efSearch grows with 1/share of rows kept, up to `FILTER_EF_GROWTH` times its own value.
+FAISS back-ends also search among given rows only (`search_in`, an IDSelector). A filter
+leaves fewer kept vectors per HNSW graph step or IVF list, so efSearch / nprobe grow with
+1 / (share of rows kept), up to `FILTER_WIDEN_MAX` times their own value.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from medcap.index.search_plan import gpu_can_answer, plan_search
 from medcap.index.shards import ShardVectors
 
 LOG = logging.getLogger(__name__)
-FILTER_EF_GROWTH = 8  # most an HNSW efSearch grows for a filtered search (bench_refine.py)
+FILTER_WIDEN_MAX = 8  # most efSearch / nprobe grow for a filtered search (bench_refine.py)
 
 
 class Searcher(Protocol):
@@ -84,7 +84,6 @@ class FaissSearcher:
         self.exact = index_type == "flat"
         self.name = f"faiss-gpu:{gpu}" if on_gpu is not None else "faiss-cpu"
         self._rerank = int(params.get("rerank_factor", 0)) if index_type == "ivfpq" else 0
-        self._ef_search = int(params["efSearch"]) if "efSearch" in params else None
         self._vectors = shard_vectors if self._rerank > 0 else None
         copy_mb = faiss_ops.count(index) * faiss_ops.dimension(index) * 2 / 1e6
         worth_it = self.exact and self._index is index and copy_mb <= half_scan_max_mb
@@ -127,14 +126,11 @@ class FaissSearcher:
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Top-k among `rows` (see Searcher); on the CPU copy (faiss-gpu takes no selector)."""
         n = faiss_ops.count(self._cpu)
-        ef = None
-        if self._ef_search is not None and len(rows):
-            growth = min(FILTER_EF_GROWTH, max(1, round(n / len(rows))))
-            ef = self._ef_search * growth
+        widen = min(FILTER_WIDEN_MAX, max(1, round(n / max(len(rows), 1))))
         if self._vectors is None:
-            return faiss_ops.search_rows_in(self._cpu, queries, k, rows, ef_search=ef)
+            return faiss_ops.search_rows_in(self._cpu, queries, k, rows, widen=widen)
         candidates = min(len(rows), k * self._rerank)
-        _, cand = faiss_ops.search_rows_in(self._cpu, queries, candidates, rows)
+        _, cand = faiss_ops.search_rows_in(self._cpu, queries, candidates, rows, widen=widen)
         return self._rescore(queries, cand, k)
 
     def _rescore(
