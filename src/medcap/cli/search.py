@@ -219,7 +219,7 @@ def command(
                 "query": query, "mode": used_mode, "hits": [_hit_dict(h) for h in hits]
             }  # fmt: skip
             if not refine.empty:
-                entry["refine"] = _refine_dict(refine)
+                entry["refine"] = refine.describe(cfg.refine)
             results.append(entry)
         else:
             typer.echo(_table(query, hits, used_mode) + "\n")
@@ -239,22 +239,6 @@ def command(
             emit(query, hits, text_mode)
     if json_out:
         typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
-
-
-def _refine_dict(refine: Any) -> dict[str, Any]:
-    """How a search was refined, for --json (weights resolved from the config)."""
-    cfg = refine.settings(current().refine)
-    out: dict[str, Any] = {}
-    if refine.roi is not None:
-        out["roi"] = list(refine.roi)
-        out["roi_weight"] = cfg.roi_weight
-    if refine.text is not None:
-        out["text"] = refine.text
-        out["text_weight"] = cfg.text_weight
-    if refine.more_like or refine.less_like:
-        out["more_like"] = list(refine.more_like)
-        out["less_like"] = list(refine.less_like)
-    return out
 
 
 def parse_where(items: Sequence[str]) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -71,6 +71,18 @@ class Refinement:
     def settings(self, cfg: RefineConfig = DEFAULTS.refine) -> RefineConfig:
         """`cfg` with this refinement's own weights applied."""
         return replace_set(cfg, roi_weight=self.roi_weight, text_weight=self.text_weight)
+
+    def describe(self, cfg: RefineConfig = DEFAULTS.refine) -> dict[str, Any]:
+        """The parts given, with their weights resolved from `cfg` (for JSON answers)."""
+        cfg = self.settings(cfg)
+        out: dict[str, Any] = {}
+        if self.roi is not None:
+            out.update(roi=list(self.roi), roi_weight=cfg.roi_weight)
+        if self.text is not None:
+            out.update(text=self.text, text_weight=cfg.text_weight)
+        if self.more_like or self.less_like:
+            out.update(more_like=list(self.more_like), less_like=list(self.less_like))
+        return out
 
 
 def _roi_tuple(roi: Sequence[int] | Sequence[float]) -> Roi:

@@ -223,8 +223,6 @@ class Retriever:
             ]
             q = mix(q, self.encoder.encode_images(crops), cfg.roi_weight)
         if refine.text is not None:
-            if images is None:
-                raise InputError("a steering text refines image queries only")
             q = mix(q, self.encoder.encode_texts([refine.text]), cfg.text_weight)
         if refine.more_like or refine.less_like:
             q = rocchio(
