@@ -6,7 +6,9 @@ there), test-split queries against the train index, image -> image search:
 
 1. region: top-1 / top-5 finding and location match, whole image vs a box around the
    lesion (its centre from the generator's anatomy, `site` / `bone_site`; half the image
-   wide), region alone and mixed with the whole image. Queries: cases with a finding.
+   wide): medcap's region search (the whole image's top 50 re-scored by their own same
+   region, at several region weights) and, for comparison, the region's vector alone or
+   mixed into the query (refine.roi_rerank=0). Queries: cases with a finding.
 2. feedback: one Rocchio round marking the top-10 hits that share the query's finding as
    relevant and the other top-10 hits as not. R@10: share of queries with a case in the
    top 10 that matches them on modality, region, finding and location; finding@10: mean
@@ -43,7 +45,13 @@ from bench_index import synthetic  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 WORK = Path("/tmp/medcap_bench_refine")
 ROI_SHARE = 0.5  # region side, as a share of the image side
-ROI_WEIGHTS = (1.0, 0.7, 0.5)
+ROI_RUNS = (  # label, roi_weight, roi_rerank
+    ("rescored_w0.3", 0.3, 50),
+    ("rescored_w0.5", 0.5, 50),
+    ("rescored_w0.7", 0.7, 50),
+    ("vector_w1", 1.0, 0),
+    ("vector_w0.5", 0.5, 0),
+)
 TEXT_WEIGHTS = (0.1, 0.2, 0.3, 0.5)
 SELECTIVITIES = (0.001, 0.01, 0.1, 0.5)
 
@@ -88,20 +96,27 @@ def _like(hit: Any, query: dict[str, Any]) -> bool:
 
 def measure_region(retriever: Any, queries: list[tuple[Any, Any]]) -> dict[str, Any]:
     """Top-1/top-5 finding and location match: whole image vs lesion region."""
+    from medcap.config import current, replace_set, use_config
     from medcap.retrieval.refine import Refinement
 
     out: dict[str, Any] = {"queries": len(queries), "roi_share": ROI_SHARE}
-    runs: dict[str, Any] = {"whole": None}
-    runs.update({f"region_w{w:g}": w for w in ROI_WEIGHTS})
-    for label, weight in runs.items():
+    runs: list[tuple[str, float | None, int]] = [("whole", None, 0), *ROI_RUNS]
+    for label, weight, rerank in runs:
         scores: dict[str, list[float]] = {}
-        for record, image in queries:
-            refine = (
-                None
-                if weight is None
-                else Refinement(roi=lesion_box(record.extra, image.width), roi_weight=weight)
-            )
-            hits = retriever.search_images([image], 5, mode="images", refine=refine)[0]
+        root = current()
+        use_config(replace_set(root, refine=replace_set(root.refine, roi_rerank=rerank)))
+        try:
+            found = []
+            for record, image in queries:
+                refine = (
+                    None
+                    if weight is None
+                    else Refinement(roi=lesion_box(record.extra, image.width), roi_weight=weight)
+                )
+                found.append(retriever.search_images([image], 5, mode="images", refine=refine)[0])
+        finally:
+            use_config(root)
+        for (record, _), hits in zip(queries, found, strict=True):
             for name in ("finding", "location"):
                 for k in (1, 5):
                     scores.setdefault(f"{name}_top{k}", []).append(

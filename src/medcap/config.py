@@ -254,7 +254,9 @@ class RefineConfig:
     weights are Rocchio's alpha (the query), beta (relevant hits) and gamma (the others).
     """
 
-    roi_weight: float = 1.0  # region query: the region's share (1: the region alone)
+    roi_weight: float = 0.5  # region query: the region's share of each hit's score
+    roi_rerank: int = 50  # hits re-scored by the same region of their own image; 0: the
+    # region's vector is mixed into the query instead (bench_refine.py compares both)
     text_weight: float = 0.3  # image steered by --text: the text's share
     rocchio_alpha: float = 1.0
     rocchio_beta: float = 0.75
@@ -265,6 +267,7 @@ class RefineConfig:
         _fraction("refine", self, "roi_weight", "text_weight")
         _at_least("refine", self, 0, "rocchio_alpha", "rocchio_beta", "rocchio_gamma")
         _at_least("refine", self, 1, "roi_min_px")
+        _at_least("refine", self, 0, "roi_rerank")
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@ index with the trained tiny encoder)."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from medcap.config import current, replace_set, use_config
 from medcap.data.images import load_image
 from medcap.errors import InputError
 from medcap.retrieval.refine import (
@@ -102,8 +105,19 @@ def _ids(hits: list[Any]) -> list[str]:
     return [h.image_id for h in hits]
 
 
-def test_whole_image_region_equals_the_plain_search(
-    phantom_retriever: Retriever, query: tuple[Any, Image.Image]
+@pytest.fixture
+def region_vectors() -> Iterator[None]:
+    """refine.roi_rerank=0: the region's vector is mixed into the query."""
+    root = current()
+    use_config(replace_set(root, refine=replace_set(root.refine, roi_rerank=0)))
+    try:
+        yield
+    finally:
+        use_config(root)
+
+
+def test_whole_image_region_vector_equals_the_plain_search(
+    phantom_retriever: Retriever, query: tuple[Any, Image.Image], region_vectors: None
 ) -> None:
     _, image = query
     plain = phantom_retriever.search_images([image], 8, mode="images")[0]
@@ -113,8 +127,8 @@ def test_whole_image_region_equals_the_plain_search(
     )
 
 
-def test_a_region_query_searches_the_crop(
-    phantom_retriever: Retriever, query: tuple[Any, Image.Image]
+def test_a_region_vector_searches_the_crop(
+    phantom_retriever: Retriever, query: tuple[Any, Image.Image], region_vectors: None
 ) -> None:
     _, image = query
     box = (image.width // 2, 0, image.width // 2, image.height // 2)
@@ -125,7 +139,35 @@ def test_a_region_query_searches_the_crop(
     assert [h.score for h in by_region] == pytest.approx([h.score for h in by_crop], abs=1e-5)
     mixed = phantom_retriever.search(image, 8, mode="images", roi=box, roi_weight=0.5)[0]
     assert _ids(mixed) not in (_ids(by_crop), [])  # the whole image pulls the mix elsewhere
-    with pytest.raises(InputError, match="lies outside query image 1"):
+
+
+def test_a_region_rescores_candidates_by_their_own_same_region(
+    phantom_retriever: Retriever, query: tuple[Any, Image.Image]
+) -> None:
+    _, image = query
+    box = (image.width // 4, image.height // 4, image.width // 2, image.height // 2)
+    weight, n = 0.5, current().refine.roi_rerank
+    candidates = phantom_retriever.search_images([image], n, mode="images")[0]
+    encoder = phantom_retriever.encoder
+    region = encoder.encode_images(
+        [image.crop((box[0], box[1], box[0] + box[2], box[1] + box[3]))]
+    )[0]
+    crops = []
+    for hit in candidates:  # phantom cases have no image file: their stored thumbnail
+        thumb = Image.open(io.BytesIO(phantom_retriever.index.thumbnail(hit.image_id) or b""))
+        w, h = thumb.size
+        crops.append(thumb.convert("RGB").crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)))
+    similar = encoder.encode_images(crops) @ region
+    scores = [
+        (1 - weight) * c.score + weight * float(s) for c, s in zip(candidates, similar, strict=True)
+    ]
+    order = sorted(range(n), key=lambda i: (-scores[i], i))[:8]
+    got = phantom_retriever.search(image, 8, mode="images", roi=box, roi_weight=weight)[0]
+    assert [h.image_id for h in got] == [candidates[i].image_id for i in order]
+    assert [h.score for h in got] == pytest.approx([scores[i] for i in order], abs=1e-4)
+    assert [h.rank for h in got] == list(range(1, 9))
+    assert _ids(got) != _ids(candidates[:8])  # the region changed the order
+    with pytest.raises(InputError, match="lies outside the query image"):
         phantom_retriever.search(image, 3, roi=(0, 0, image.width + 1, 8))
 
 

@@ -110,9 +110,13 @@ def search_cases(
         encoder.encode_images([image]) if image is not None else encoder.encode_texts([text or ""])
     )
     if refine is not None and not refine.empty:
-        images = [image] if image is not None else None
-        vector = app.retriever.refine_vectors(vector, refine, mode=mode, images=images)
-    hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=exclude_id)
+        active = {name: values for name, values in (filters or {}).items() if values}
+        [hits] = app.retriever.search_refined(
+            vector, refine, k, mode=mode, images=[image] if image is not None else None,
+            exclude_ids=[exclude_id], where=active or None,
+        )  # fmt: skip
+    else:
+        hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=exclude_id)
     return cards_from_hits(app.cases, hits, thumbnail_px=thumbnail_px)
 
 

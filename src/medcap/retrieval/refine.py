@@ -3,7 +3,13 @@
 A `Refinement` says how one query vector is changed before the index is searched:
 
 - by region: `roi=(x, y, w, h)` in pixels of the original image; the crop is embedded on
-  its own and mixed with the whole image's vector (`roi_weight` is the region's share);
+  its own. The whole image finds `roi_rerank` candidates, and each is re-scored by how
+  its own image's same region (the same share of its width and height) matches the
+  query's region: score = (1 - roi_weight) * score + roi_weight * region similarity, so
+  a lesion at the same place in a similar case ranks first. A region alone says nothing
+  of where it lies: embedding only the crop lost location matches on the phantoms
+  (benchmarks/bench_refine.py). With `roi_rerank=0` the region's vector is mixed into
+  the query instead (`roi_weight` its share);
 - by concept: `text="... with a fracture"` steers an image query; the image and text
   vectors are mixed (`text_weight` is the text's share);
 - by example (relevance feedback, Rocchio 1971): `more_like` / `less_like` name indexed
@@ -129,6 +135,20 @@ def crop_roi(
     """The pixels of `roi` (checked against the image's size) as a new image."""
     x, y, w, h = check_roi(roi, image.width, image.height, source=source, min_px=min_px)
     return image.crop((x, y, x + w, y + h))
+
+
+def relative_box(roi: Roi, width: int, height: int) -> tuple[float, float, float, float]:
+    """`roi` as shares of a `width` x `height` image: (left, top, right, bottom) in [0, 1]."""
+    x, y, w, h = roi
+    return x / width, y / height, (x + w) / width, (y + h) / height
+
+
+def crop_relative(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    """The same region of another image: `box` (shares, from relative_box) in its pixels."""
+    left, top = round(box[0] * image.width), round(box[1] * image.height)
+    right = max(left + 1, round(box[2] * image.width))
+    bottom = max(top + 1, round(box[3] * image.height))
+    return image.crop((left, top, right, bottom))
 
 
 def normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -9,6 +9,7 @@ first query, so an index opened for its metadata or filters costs no model load.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -24,7 +25,15 @@ from medcap.errors import InputError
 from medcap.index import IndexDir, open_index
 from medcap.index.filters import Filters
 from medcap.index.manifest import Manifest, check_fingerprint
-from medcap.retrieval.refine import Refinement, Roi, crop_roi, mix, rocchio
+from medcap.retrieval.refine import (
+    Refinement,
+    Roi,
+    crop_relative,
+    crop_roi,
+    mix,
+    relative_box,
+    rocchio,
+)
 from medcap.types import Hit, Record, Skipped
 
 if TYPE_CHECKING:
@@ -206,7 +215,8 @@ class Retriever:
         mode: SearchMode,
         images: Sequence[Image.Image] | None = None,
     ) -> NDArray[np.float32]:
-        """Query vectors (n, d) changed by `refine` (region, steering text, feedback), unit.
+        """Query vectors (n, d) changed by `refine` (steering text, feedback, and a region
+        when `refine.roi_rerank` is 0), unit.
 
         `images` are the originals of image queries (needed for a region); `mode` names
         the space searched, whose stored vectors the feedback cases contribute."""
@@ -214,9 +224,9 @@ class Retriever:
             return queries
         cfg = refine.settings(current().refine)
         q = queries
-        if refine.roi is not None:
-            if images is None:
-                raise InputError("a region (roi) refines image queries only")
+        if refine.roi is not None and images is None:
+            raise InputError("a region (roi) refines image queries only")
+        if refine.roi is not None and images is not None and cfg.roi_rerank == 0:
             crops = [
                 crop_roi(im, refine.roi, source=f"query image {i + 1}", min_px=cfg.roi_min_px)
                 for i, im in enumerate(images)
@@ -249,8 +259,11 @@ class Retriever:
         if not images:
             return []
         queries = self.encoder.encode_images(list(images))
-        if refine is not None:
-            queries = self.refine_vectors(queries, refine, mode=mode, images=images)
+        if refine is not None and not refine.empty:
+            return self.search_refined(
+                queries, refine, _k(k), mode=mode, images=images, exclude_ids=exclude_ids,
+                where=where,
+            )  # fmt: skip
         return self.index.search(
             queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
         )
@@ -276,11 +289,89 @@ class Retriever:
         if not texts:
             return []
         queries = self.encoder.encode_texts(list(texts))
-        if refine is not None:
-            queries = self.refine_vectors(queries, refine, mode=mode)
+        if refine is not None and not refine.empty:
+            return self.search_refined(
+                queries, refine, _k(k), mode=mode, exclude_ids=exclude_ids, where=where
+            )
         return self.index.search(
             queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
         )
+
+    def search_refined(
+        self,
+        queries: NDArray[np.float32],
+        refine: Refinement,
+        k: int,
+        *,
+        mode: SearchMode,
+        images: Sequence[Image.Image] | None = None,
+        exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits for query vectors (n, d) refined by `refine` (see
+        medcap.retrieval.refine): the vector refinements, the index search, then, for a
+        region, the re-scoring of `roi_rerank` candidates by their own same region."""
+        cfg = refine.settings(current().refine)
+        vectors = self.refine_vectors(queries, refine, mode=mode, images=images)
+        rerank = refine.roi is not None and images is not None and cfg.roi_rerank > 0
+        fetch = max(k, cfg.roi_rerank) if rerank else k
+        found = self.index.search(
+            vectors, fetch, target=_target(mode), exclude_ids=exclude_ids, where=where
+        )
+        if not rerank:
+            return found
+        assert refine.roi is not None and images is not None
+        return [
+            self._region_rescored(hits, image, refine.roi, cfg.roi_weight, k, cfg.roi_min_px)
+            for hits, image in zip(found, images, strict=True)
+        ]
+
+    def _region_rescored(
+        self, hits: list[Hit], image: Image.Image, roi: Roi, weight: float, k: int, min_px: int
+    ) -> list[Hit]:
+        """`hits` re-scored by their own image's region at `roi`'s place (see refine)."""
+        region = crop_roi(image, roi, source="the query image", min_px=min_px)
+        query = self.encoder.encode_images([region])[0]
+        box = relative_box(roi, image.width, image.height)
+        crops, slots = [], []
+        for slot, hit in enumerate(hits):
+            picture = self._case_image(hit)
+            if picture is not None:
+                crops.append(crop_relative(picture, box))
+                slots.append(slot)
+        similar = (
+            dict(zip(slots, (self.encoder.encode_images(crops) @ query).tolist(), strict=True))
+            if crops
+            else {}
+        )
+        # a case whose image cannot be read keeps its own score for the region's part
+        scores = [
+            (1 - weight) * h.score + weight * similar.get(i, h.score) for i, h in enumerate(hits)
+        ]
+        order = sorted(range(len(hits)), key=lambda i: (-scores[i], hits[i].rank))[:k]
+        return [
+            dataclasses.replace(hits[i], rank=rank, score=float(scores[i]))
+            for rank, i in enumerate(order, start=1)
+        ]
+
+    def _case_image(self, hit: Hit) -> Image.Image | None:
+        """An indexed case's picture: its image file, else its stored thumbnail (None: neither)."""
+        from medcap.data.images import load_image
+        from medcap.errors import ImageDecodeError
+        from medcap.types import ImageRef
+
+        if hit.image_path:
+            try:
+                return load_image(ImageRef(path=hit.image_path))
+            except ImageDecodeError:
+                pass
+        thumb = self.index.thumbnail(hit.image_id)
+        if thumb is None:
+            return None
+        try:
+            return load_image(ImageRef(path=f"{hit.image_id} (thumbnail)", data=thumb))
+        except ImageDecodeError:
+            return None
 
     def search_records(
         self,

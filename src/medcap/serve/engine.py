@@ -149,10 +149,10 @@ class Engine:
             assert case is not None
             vector = self.index.vectors(np.array([self._row(case)], dtype=np.int64), "images")
         images = [image] if image is not None else None
-        vector = retriever.refine_vectors(vector, refine, mode=params.mode, images=images)
-        [found] = self.search_vectors(vector, [(params, case)])
-        if isinstance(found, BaseException):
-            raise found
+        [found] = retriever.search_refined(
+            vector, refine, params.k, mode=params.mode, images=images, exclude_ids=[case],
+            where=params.where,
+        )  # fmt: skip
         return found
 
     # ---- captions (run on the generation thread) ------------------------------------
