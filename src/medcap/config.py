@@ -257,7 +257,7 @@ class RefineConfig:
     roi_weight: float = 0.5  # region query: the region's share of each hit's score
     roi_rerank: int = 50  # hits re-scored by the same region of their own image; 0: the
     # region's vector is mixed into the query instead (bench_refine.py compares both)
-    text_weight: float = 0.3  # image steered by --text: the text's share
+    text_weight: float = 0.1  # image steered by --text: the text's share (bench_refine.py)
     rocchio_alpha: float = 1.0
     rocchio_beta: float = 0.75
     rocchio_gamma: float = 0.25
