@@ -9,7 +9,6 @@ first query, so an index opened for its metadata or filters costs no model load.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -25,15 +24,7 @@ from medcap.errors import InputError
 from medcap.index import IndexDir, open_index
 from medcap.index.filters import Filters
 from medcap.index.manifest import Manifest, check_fingerprint
-from medcap.retrieval.refine import (
-    Refinement,
-    Roi,
-    crop_relative,
-    crop_roi,
-    mix,
-    relative_box,
-    rocchio,
-)
+from medcap.retrieval.refine import Refinement, Roi, crop_roi, mix, rocchio
 from medcap.types import Hit, Record, Skipped
 
 if TYPE_CHECKING:
@@ -321,57 +312,21 @@ class Retriever:
         if not rerank:
             return found
         assert refine.roi is not None and images is not None
+        from medcap.retrieval.region import rescore_by_region
+
         return [
-            self._region_rescored(hits, image, refine.roi, cfg.roi_weight, k, cfg.roi_min_px)
+            rescore_by_region(
+                hits,
+                image,
+                refine.roi,
+                weight=cfg.roi_weight,
+                k=k,
+                encode_images=self.encoder.encode_images,
+                index=self.index,
+                min_px=cfg.roi_min_px,
+            )  # fmt: skip
             for hits, image in zip(found, images, strict=True)
         ]
-
-    def _region_rescored(
-        self, hits: list[Hit], image: Image.Image, roi: Roi, weight: float, k: int, min_px: int
-    ) -> list[Hit]:
-        """`hits` re-scored by their own image's region at `roi`'s place (see refine)."""
-        region = crop_roi(image, roi, source="the query image", min_px=min_px)
-        query = self.encoder.encode_images([region])[0]
-        box = relative_box(roi, image.width, image.height)
-        crops, slots = [], []
-        for slot, hit in enumerate(hits):
-            picture = self._case_image(hit)
-            if picture is not None:
-                crops.append(crop_relative(picture, box))
-                slots.append(slot)
-        similar = (
-            dict(zip(slots, (self.encoder.encode_images(crops) @ query).tolist(), strict=True))
-            if crops
-            else {}
-        )
-        # a case whose image cannot be read keeps its own score for the region's part
-        scores = [
-            (1 - weight) * h.score + weight * similar.get(i, h.score) for i, h in enumerate(hits)
-        ]
-        order = sorted(range(len(hits)), key=lambda i: (-scores[i], hits[i].rank))[:k]
-        return [
-            dataclasses.replace(hits[i], rank=rank, score=float(scores[i]))
-            for rank, i in enumerate(order, start=1)
-        ]
-
-    def _case_image(self, hit: Hit) -> Image.Image | None:
-        """An indexed case's picture: its image file, else its stored thumbnail (None: neither)."""
-        from medcap.data.images import load_image
-        from medcap.errors import ImageDecodeError
-        from medcap.types import ImageRef
-
-        if hit.image_path:
-            try:
-                return load_image(ImageRef(path=hit.image_path))
-            except ImageDecodeError:
-                pass
-        thumb = self.index.thumbnail(hit.image_id)
-        if thumb is None:
-            return None
-        try:
-            return load_image(ImageRef(path=f"{hit.image_id} (thumbnail)", data=thumb))
-        except ImageDecodeError:
-            return None
 
     def search_records(
         self,
