@@ -104,6 +104,7 @@ def test_every_section_checks_its_values() -> None:
         "train": {"grad_accum_steps": 0},
         "index": {"index_type": "lsh"},
         "retrieval": {"recall_ks": ()},
+        "refine": {"roi_weight": 1.5},
         "generation": {"lora_dropout": 1.0},
         "eval": {"concept_threshold": 0.0},
         "app": {"port": 70000},

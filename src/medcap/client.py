@@ -19,7 +19,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -91,22 +91,36 @@ class Client:
         k: int | None = None,
         mode: str | None = None,
         where: Mapping[str, Any] | None = None,
+        roi: tuple[int, int, int, int] | None = None,
+        roi_weight: float | None = None,
+        text_weight: float | None = None,
+        more_like: Sequence[str] = (),
+        less_like: Sequence[str] = (),
         **filters: Any,
     ) -> list[Hit]:
         """Top-k hits for one image (path, bytes, PIL image or array), text, or indexed case
         (its neighbours, itself excluded). Filters: `where={"modality": ["CT"]}` or keywords
-        (`modality="CT"`). k and mode default to the server's (5; captions for an image,
-        images for a text or case)."""
-        if sum(q is not None for q in (image, text, case)) != 1:
-            raise ServiceError("search takes one of an image, text= or case=")
+        (`modality="CT"`; number ranges as "1..3"). k and mode default to the server's (5;
+        captions for an image, images for a text or case).
+
+        Refinements: `roi=(x, y, w, h)` searches a region of the image (`roi_weight`);
+        `text=` with an image or case steers it (`text_weight`); `more_like` /
+        `less_like` are image_ids of hits marked relevant / not relevant."""
+        given = [q is not None for q in (image, text, case)]
+        if (given[0] and given[2]) or not any(given):
+            raise ServiceError("search takes one of an image, text= or case= (text may steer one)")
         conditions = {**(where or {}), **filters}
-        options: dict[str, Any] = {"k": k, "mode": mode}
+        options: dict[str, Any] = {
+            "k": k, "mode": mode, "roi_weight": roi_weight, "text_weight": text_weight,
+            "roi": ",".join(str(int(v)) for v in roi) if roi is not None else None,
+            "more_like": list(more_like) or None, "less_like": list(less_like) or None,
+        }  # fmt: skip
         if image is not None:
             if conditions:
                 options["where"] = json.dumps(conditions)
-            answer = self._post_image("/v1/search", image, options)
+            answer = self._post_image("/v1/search", image, {**options, "text": text})
         else:
-            query = {"text": text} if text is not None else {"case": case}
+            query = {"text": text, "case": case}
             body = {**query, **options, "where": conditions or None}
             answer = self._request("POST", "/v1/search", json_body=body)
         return [hit_from_json(h) for h in answer["hits"]]
@@ -173,7 +187,7 @@ class Client:
                 f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
-        query = urlencode({key: v for key, v in options.items() if v is not None})
+        query = urlencode({key: v for key, v in options.items() if v is not None}, doseq=True)
         return self._request(
             "POST",
             path + (f"?{query}" if query else ""),

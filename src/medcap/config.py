@@ -210,6 +210,8 @@ class IndexConfig:
     half_scan_max_queries: int = 4  # flat on CPU: batches this small scan a float16 copy; 0: off
     half_scan_max_mb: int = 512  # ... unless that copy (n * d * 2 bytes per index) is larger
     verify: bool = True  # check every index file's checksum on open (--no-verify skips it)
+    filter_scan_max_rows: int = 20_000  # filtered searches keeping at most this many rows scan
+    # them exactly; more: FAISS searches with an IDSelector (benchmarks/bench_refine.py)
 
     def __post_init__(self) -> None:
         _check_choices("index", self)
@@ -218,6 +220,7 @@ class IndexConfig:
         _at_least("index", self, 2, "hnsw_m")
         _at_least("index", self, 0, "ivf_rerank_factor", "thumbnail_size")
         _at_least("index", self, 0, "half_scan_max_queries", "half_scan_max_mb")
+        _at_least("index", self, 0, "filter_scan_max_rows")
         _positive("index", self, "memory_budget_gb")
 
 
@@ -241,6 +244,30 @@ class RetrievalConfig:
             raise InputError(
                 f"retrieval.recall_ks must be one or more K >= 1, got {self.recall_ks}"
             )
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Refining a search: by region, by example (relevance feedback) and by concept (text).
+
+    Weights are shares of a mix of unit vectors, re-normalised after mixing; the feedback
+    weights are Rocchio's alpha (the query), beta (relevant hits) and gamma (the others).
+    """
+
+    roi_weight: float = 0.5  # region query: the region's share of each hit's score
+    roi_rerank: int = 50  # hits re-scored by the same region of their own image; 0: the
+    # region's vector is mixed into the query instead (bench_refine.py compares both)
+    text_weight: float = 0.1  # image steered by --text: the text's share (bench_refine.py)
+    rocchio_alpha: float = 1.0
+    rocchio_beta: float = 0.75
+    rocchio_gamma: float = 0.25
+    roi_min_px: int = 4  # regions narrower or lower than this are refused
+
+    def __post_init__(self) -> None:
+        _fraction("refine", self, "roi_weight", "text_weight")
+        _at_least("refine", self, 0, "rocchio_alpha", "rocchio_beta", "rocchio_gamma")
+        _at_least("refine", self, 1, "roi_min_px")
+        _at_least("refine", self, 0, "roi_rerank")
 
 
 @dataclass(frozen=True)
@@ -280,6 +307,10 @@ class GenerationConfig:
     train_split: str = "train"  # split whose cases the generator is fine-tuned on
     split: str = "test"  # split captioned by `medcap caption --data`
     train_backend: str = "blip2-lora"  # generator that `medcap train generator` fine-tunes
+    auto_k: bool = False  # `--k auto`: neighbours kept until the similarity drops sharply
+    auto_k_min: int = 2  # ... at least this many
+    auto_k_max: int = 10  # ... at most this many (the search asks for these)
+    auto_k_gap_ratio: float = 2.0  # a drop is sharp when >= ratio x the list's mean drop
 
     def __post_init__(self) -> None:
         _check_choices("generation", self)
@@ -289,6 +320,12 @@ class GenerationConfig:
             "lora_checkpoint_every", "pad_to_multiple_of", "min_pixels",
         )  # fmt: skip
         _at_least("generation", self, 0, "lora_eval_max_items")
+        _at_least("generation", self, 1, "auto_k_min", "auto_k_gap_ratio")
+        if self.auto_k_max < self.auto_k_min:
+            raise InputError(
+                f"generation.auto_k_max must be >= generation.auto_k_min ({self.auto_k_min}), "
+                f"got {self.auto_k_max}"
+            )
         _positive("generation", self, "lora_alpha", "lora_lr")
         _fraction("generation", self, "lora_dropout", high_open=True)
         if self.min_pixels > self.max_pixels:
@@ -444,6 +481,7 @@ class MedcapConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)

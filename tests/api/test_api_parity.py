@@ -105,8 +105,8 @@ def test_search_mistakes_are_one_line_errors(phantom_index_dir: Path, tmp_path: 
     index = medcap.open_index(phantom_index_dir, device="cpu")
     with pytest.raises(medcap.InputError, match="k must be at least 1"):
         index.search(text="CT", k=0)  # once silently 5
-    with pytest.raises(medcap.InputError, match="not both"):
-        index.search(tmp_path / "q.png", text="CT")
+    with pytest.raises(medcap.InputError, match="steer image queries with one text"):
+        index.search(tmp_path / "q.png", text=["CT", "MRI"])  # one text steers images
     with pytest.raises(medcap.InputError, match="unknown filter column 'organ'; this index has"):
         index.search(text="CT", where={"organ": "lung"})
     with pytest.raises(medcap.ImageDecodeError, match="does not exist"):

@@ -110,14 +110,21 @@ def test_search_json_for_files_and_text(
 ) -> None:
     code, stdout, _ = _run(
         capsys, "search", str(queries["test0"]), str(queries["test1"]), "--index",
-        str(phantom_index_dir), "--k", "3", "--json", "--text", "CT of the chest",
+        str(phantom_index_dir), "--k", "3", "--json",
     )  # fmt: skip
     assert code == 0
     results = json.loads(stdout)
+    code, stdout, _ = _run(
+        capsys, "search", "--index", str(phantom_index_dir), "--k", "3", "--json",
+        "--text", "CT of the chest",
+    )  # fmt: skip
+    assert code == 0
+    results += json.loads(stdout)
     assert [r["query"] for r in results] == [
         str(queries["test0"]), str(queries["test1"]), "CT of the chest"
     ]  # fmt: skip
     assert [r["mode"] for r in results] == ["captions", "captions", "images"]
+    assert all("refine" not in r for r in results)  # plain searches
     for r in results:
         assert [h["rank"] for h in r["hits"]] == [1, 2, 3]
         assert {"score", "image_id", "caption", "cuis", "extra"} <= set(r["hits"][0])

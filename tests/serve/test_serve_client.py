@@ -94,7 +94,7 @@ def test_refusals_are_one_line_service_errors(server: Server, query_images: list
         assert caught.value.status == status and words in str(caught.value)
         assert "\n" not in str(caught.value) and str(caught.value).startswith(server.url)
     with pytest.raises(ServiceError, match="one of an image"):
-        client.search(query_images[0], text="both")
+        client.search(query_images[0], case="both")
 
 
 def test_unreachable_service_is_one_line() -> None:

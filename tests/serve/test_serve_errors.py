@@ -57,7 +57,7 @@ def _bomb_png(width: int, height: int) -> bytes:
     ("", {"text": "   "}, 400, "empty"),
     ("", {"text": 3}, 400, '"text" must be a string'),
     ("", {}, 400, 'needs "text"'),
-    ("", {"text": "a", "case": "b"}, 400, 'needs "text"'),
+    ("", {"text": "a", "case": "b"}, 404, "no case 'b'"),  # text steers the case
     ("", {"text": "chest", "k": 0}, 400, "k must be between"),
     ("", {"text": "chest", "mode": "both"}, 400, "unknown mode 'both'"),
     ("", {"text": "chest", "where": {"scanner": "GE"}}, 400, "unknown filter column 'scanner'"),

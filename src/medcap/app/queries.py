@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from medcap.app.session import AppIndex
+    from medcap.retrieval import Refinement
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,14 @@ def search_cases(
     filters: Filters | None = None,
     exclude_id: str | None = None,
     thumbnail_px: int | None = None,
+    refine: Refinement | None = None,
 ) -> list[CaseCard]:
     """Search by image (or else by text) and return top-`k` result cards (all cosine scores).
 
     `mode` is what the query is matched against: the indexed "images" or "captions".
     With `filters`, the cases that pass are scored exactly on their stored vectors.
-    `exclude_id` drops that case from its own results (a case's neighbours). With a
+    `exclude_id` drops that case from its own results (a case's neighbours). `refine`
+    changes the query first (region, steering text, more/less-like marks). With a
     `medcap serve` service (`RemoteIndex`) the service searches.
     """
     if image is None and not (text and text.strip()):
@@ -100,13 +103,20 @@ def search_cases(
             raise InputError("a query excluding a case is not offered through the service")
         return app.search_cards(
             image=image, text=None if image is not None else text, k=k, mode=mode,
-            filters=filters, thumbnail_px=thumbnail_px,
+            filters=filters, thumbnail_px=thumbnail_px, refine=refine,
         )  # fmt: skip
     encoder = app.retriever.encoder
     vector = (
         encoder.encode_images([image]) if image is not None else encoder.encode_texts([text or ""])
     )
-    hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=exclude_id)
+    if refine is not None and not refine.empty:
+        active = {name: values for name, values in (filters or {}).items() if values}
+        [hits] = app.retriever.search_refined(
+            vector, refine, k, mode=mode, images=[image] if image is not None else None,
+            exclude_ids=[exclude_id], where=active or None,
+        )  # fmt: skip
+    else:
+        hits = _search(app, vector, k=k, mode=mode, filters=filters, exclude_id=exclude_id)
     return cards_from_hits(app.cases, hits, thumbnail_px=thumbnail_px)
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from medcap.config import SearchMode
+    from medcap.retrieval import Refinement
 
 _CACHED = 2048  # case details and thumbnails kept per server process
 
@@ -168,10 +169,21 @@ class RemoteIndex:
         filters: Mapping[str, Sequence[str]] | None,
         thumbnail_px: int | None,
         case: str | None = None,
+        refine: Refinement | None = None,
     ) -> list[CaseCard]:
-        """Top-`k` cards for an image, a text or an indexed case's neighbours."""
+        """Top-`k` cards for an image, a text or an indexed case's neighbours; `refine`
+        is sent along (the service refines the query)."""
         where = {name: list(values) for name, values in (filters or {}).items() if values}
-        hits = self.client.search(image, text=text, case=case, k=k, mode=mode, where=where)
+        extra: dict[str, Any] = {}
+        if refine is not None and not refine.empty:
+            extra = {
+                "roi": refine.roi, "roi_weight": refine.roi_weight,
+                "text_weight": refine.text_weight,
+                "more_like": refine.more_like, "less_like": refine.less_like,
+            }  # fmt: skip
+            if refine.text is not None:
+                text = refine.text  # with an image: steers it
+        hits = self.client.search(image, text=text, case=case, k=k, mode=mode, where=where, **extra)
         self.cases.remember(hits)
         return cards_from_hits(self.cases, hits, thumbnail_px=thumbnail_px)
 

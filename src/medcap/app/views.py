@@ -16,13 +16,58 @@ CAPTION_PAGE = "app_pages/caption.py"
 MODE_LABELS = {"images": "images (look alike)", "captions": "captions (described alike)"}
 
 
-def render_cards(cards: Sequence[CaseCard], *, columns: int, key: str) -> None:
-    """A grid of result cards, `columns` per row; each links to its case page."""
+def render_cards(
+    cards: Sequence[CaseCard], *, columns: int, key: str, feedback: bool = False
+) -> None:
+    """A grid of result cards, `columns` per row; each links to its case page. With
+    `feedback`, each card has more-like / less-like buttons (see `feedback_marks`)."""
     for start in range(0, len(cards), columns):
         row = st.columns(columns, gap="medium")
         for col, card in zip(row, cards[start : start + columns], strict=False):
             with col, st.container(border=True, key=f"{key}-card-{start}-{card.image_id}"):
                 _render_card(card)
+                if feedback:
+                    _feedback_buttons(card.image_id, key)
+
+
+def feedback_marks(key: str) -> tuple[list[str], list[str]]:
+    """The image_ids marked more-like and less-like on the cards of `key` (session state)."""
+    more = st.session_state.setdefault(f"{key}-more-like", [])
+    less = st.session_state.setdefault(f"{key}-less-like", [])
+    return more, less
+
+
+def clear_feedback(key: str) -> None:
+    """Forget the more-like / less-like marks of `key`."""
+    st.session_state[f"{key}-more-like"] = []
+    st.session_state[f"{key}-less-like"] = []
+
+
+def _mark(key: str, image_id: str, more: bool) -> None:
+    marked, other = feedback_marks(key) if more else feedback_marks(key)[::-1]
+    if image_id in other:
+        other.remove(image_id)
+    if image_id not in marked:
+        marked.append(image_id)
+
+
+def _feedback_buttons(image_id: str, key: str) -> None:
+    more, less = feedback_marks(key)
+    left, right = st.columns(2)
+    left.button(
+        "More like this" + (" ✓" if image_id in more else ""),
+        key=f"{key}-more-{image_id}",
+        icon=":material/thumb_up:",
+        on_click=_mark,
+        args=(key, image_id, True),
+    )
+    right.button(
+        "Less like this" + (" ✓" if image_id in less else ""),
+        key=f"{key}-less-{image_id}",
+        icon=":material/thumb_down:",
+        on_click=_mark,
+        args=(key, image_id, False),
+    )
 
 
 def _render_card(card: CaseCard) -> None:
@@ -79,6 +124,23 @@ def search_settings(
                 )
                 if chosen:
                     filters[column] = chosen
+            numbers = [n for n, kind in app.cases.column_kinds.items() if kind == "number"]
+            if numbers:
+                ranged = st.multiselect(
+                    "Number ranges on",
+                    numbers,
+                    format_func=_label,
+                    key=f"{key}-range-on",
+                    placeholder="choose number columns",
+                )
+                for column in ranged:
+                    text = st.text_input(
+                        f"{_label(column)} range",
+                        placeholder="lo..hi, ..hi or lo..",
+                        key=f"{key}-range-{column}",
+                    )
+                    if text.strip():
+                        filters[column] = [text.strip()]
     return k, mode, filters
 
 

@@ -22,7 +22,6 @@ from medcap.cli.options import (
     EncodingOption,
     EngineOption,
     GenerationDeviceOption,
-    NeighboursOption,
     RayAddressOption,
     TemplateOption,
     VerifyOption,
@@ -58,7 +57,14 @@ def command(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Batch mode: start --out afresh.")] = False,
     backend: BackendOption = None,
-    k: NeighboursOption = None,
+    k: Annotated[
+        str | None,
+        typer.Option(
+            "--k",
+            help=f"Neighbours in each prompt, or auto: keep them until the similarity drops "
+            f"sharply (generation.auto_k_min..auto_k_max). (default: {G.k})",
+        ),
+    ] = None,
     template: TemplateOption = None,
     model: Annotated[
         str | None,
@@ -93,11 +99,13 @@ def command(
     from medcap.generation import captioning
     from medcap.runs import caption as caption_run
 
+    auto_k, k_number = _parse_k(k)
     cfg = replace_set(
         current().generation,
         split=split,
         backend=backend,
-        k=k,
+        k=k_number,
+        auto_k=auto_k,
         template=template,
         modality_hint=modality_hint,
         device=device,
@@ -106,7 +114,7 @@ def command(
         max_new_tokens=max_new_tokens,
         checkpoint_every=checkpoint_every,
     )
-    cfg = captioning.resolve_settings(cfg, adapter, backend=backend, k=k, template=template)
+    cfg = captioning.resolve_settings(cfg, adapter, backend=backend, k=k_number, template=template)
     if images and data:
         raise InputError("give image files or --data for batch mode, not both")
     if images and (engine == "ray" or ray_address or actors):
@@ -142,6 +150,18 @@ def command(
             typer.echo(f"  skipped {item.image_id or item.source}: {item.reason}", err=True)
         return
     _caption_files(images or [], index, cfg, model, adapter, json_output, verify_setting(verify))
+
+
+def _parse_k(text: str | None) -> tuple[bool | None, int | None]:
+    """`--k`: (auto_k, k) -- "auto" turns adaptive k on, a number sets k; None: the config."""
+    if text is None:
+        return None, None
+    if text.strip().lower() == "auto":
+        return True, None
+    try:
+        return False, int(text)
+    except ValueError:
+        raise InputError(f"--k takes a number of neighbours or auto, got {text!r}") from None
 
 
 def _caption_files(
@@ -181,6 +201,7 @@ def _caption_files(
             "backend": caption.backend,
             "model": caption.model,
             "latency_s": round(caption.latency_s, 4),
+            "k": len(prompt.neighbour_ids),  # the neighbours used (adaptive with --k auto)
             "neighbours": [
                 {"rank": rank, "image_id": image_id, "score": round(score, 4), "caption": text}
                 for rank, (image_id, score, text) in enumerate(

@@ -1,5 +1,9 @@
 """`medcap search`: nearest cases or captions for image files, a folder, or --text.
 
+A search can be refined (medcap.retrieval.refine): `--roi x,y,w,h` searches a region of
+each image, `--text` given together with images steers them toward the words, and
+`--more-like ID` / `--less-like ID` move the query toward / away from indexed cases.
+
 Imports stay inside `command` (torch, open_clip, faiss load only when searching) so
 that `medcap --help` is fast and a search from a fresh shell starts quickly.
 """
@@ -118,7 +122,11 @@ def command(
         ),
     ] = None,
     text: Annotated[
-        list[str] | None, typer.Option("--text", help="A text query (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--text",
+            help="A text query (repeatable); with image queries, one text that steers them.",
+        ),
     ] = None,
     k: Annotated[
         int | None, typer.Option(help=f"Hits per query. (default: {DEFAULTS.retrieval.k})")
@@ -128,8 +136,31 @@ def command(
         list[str] | None,
         typer.Option(
             help="Only cases whose metadata column has this value: column=value "
-            "(repeatable; value1,value2 for either)."
+            "(repeatable; value1,value2 for either; number ranges lo..hi, ..hi, lo..)."
         ),
+    ] = None,
+    roi: Annotated[
+        str | None,
+        typer.Option(help="Search a region of each image: x,y,w,h in its pixels."),
+    ] = None,
+    roi_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="The region's share when mixed with the whole image (1: region alone). "
+            f"(default: {DEFAULTS.refine.roi_weight})"
+        ),
+    ] = None,
+    text_weight: Annotated[
+        float | None,
+        typer.Option(help=f"The steering text's share. (default: {DEFAULTS.refine.text_weight})"),
+    ] = None,
+    more_like: Annotated[
+        list[str] | None,
+        typer.Option(help="An indexed image_id marked relevant: search toward it (repeatable)."),
+    ] = None,
+    less_like: Annotated[
+        list[str] | None,
+        typer.Option(help="An indexed image_id marked not relevant: away from it (repeatable)."),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON: one entry per query.")
@@ -150,9 +181,22 @@ def command(
     if not queries and not text:
         raise InputError('nothing to search: give image files, a folder, or --text "..."')
     files = _expand(queries or [])
+    from medcap.retrieval.refine import Refinement, parse_roi
     from medcap.retrieval.retriever import check_text_queries, open_retriever
 
     check_text_queries(text or [])  # before any output: a blank --text fails the whole call
+    steer = None
+    if files and text:
+        if len(text) > 1:
+            raise InputError("give one --text to steer image queries (or search texts alone)")
+        steer, text = text[0], None
+    if roi is not None and not files:
+        raise InputError("--roi refines image queries: give an image file")
+    refine = Refinement(
+        roi=parse_roi(roi) if roi is not None else None, roi_weight=roi_weight,
+        text=steer, text_weight=text_weight,
+        more_like=tuple(more_like or ()), less_like=tuple(less_like or ()),
+    )  # fmt: skip
 
     cfg = current()
     k = k if k is not None else cfg.retrieval.k
@@ -171,9 +215,12 @@ def command(
 
     def emit(query: str, hits: Sequence[Any], used_mode: str) -> None:
         if json_out:
-            results.append(
-                {"query": query, "mode": used_mode, "hits": [_hit_dict(h) for h in hits]}
-            )
+            entry: dict[str, Any] = {
+                "query": query, "mode": used_mode, "hits": [_hit_dict(h) for h in hits]
+            }  # fmt: skip
+            if not refine.empty:
+                entry["refine"] = refine.describe(cfg.refine)
+            results.append(entry)
         else:
             typer.echo(_table(query, hits, used_mode) + "\n")
 
@@ -181,13 +228,13 @@ def command(
     for paths, images in _batches(files, cfg.encoder.batch_size):
         exclude = [p.stem for p in paths] if exclude_self else None
         found = retriever.search_images(
-            images, k, mode=image_mode, exclude_ids=exclude, where=filters
+            images, k, mode=image_mode, exclude_ids=exclude, where=filters, refine=refine
         )
         for path, hits in zip(paths, found, strict=True):
             emit(str(path), hits, image_mode)
     if text:
         text_mode = mode or cfg.retrieval.text_mode
-        found = retriever.search_texts(text, k, mode=text_mode, where=filters)
+        found = retriever.search_texts(text, k, mode=text_mode, where=filters, refine=refine)
         for query, hits in zip(text, found, strict=True):
             emit(query, hits, text_mode)
     if json_out:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from medcap.config import DEFAULTS, GenerationConfig, SearchMode, replace_set
 from medcap.errors import ImageDecodeError
 from medcap.generation.adapter import read_adapter_info
+from medcap.generation.adaptive_k import choose_k
 from medcap.generation.backends.base import CaptionBackend, backend_class, get_backend
 from medcap.generation.collate import TrainExample
 from medcap.generation.prompt import Prompt, build_prompt
@@ -117,15 +118,19 @@ def _neighbours(
     cfg: GenerationConfig,
     modality_hints: Sequence[str | None] | None,
 ) -> list[tuple[list[Hit], Prompt]]:
-    """The top-`cfg.k` neighbours of each image (its own id excluded) and their prompt."""
-    hits = retriever.search_images(images, cfg.k, mode=cfg.search_mode, exclude_ids=list(image_ids))
+    """The top-`cfg.k` neighbours of each image (its own id excluded) and their prompt; with
+    `cfg.auto_k`, as many of the top `cfg.auto_k_max` as `adaptive_k.choose_k` keeps."""
+    want = cfg.auto_k_max if cfg.auto_k else cfg.k
+    hits = retriever.search_images(images, want, mode=cfg.search_mode, exclude_ids=list(image_ids))
     hints = modality_hints or [cfg.modality_hint] * len(images)
     template = template_of(cfg)
     out = []
     for own_id, found, hint in zip(image_ids, hits, hints, strict=True):
         found = [h for h in found if own_id is None or h.image_id != own_id]  # belt and braces
-        top = sorted(found, key=lambda h: h.rank)[: cfg.k]
-        out.append((top, build_prompt(top, template=template, k=cfg.k, modality_hint=hint)))
+        top = sorted(found, key=lambda h: h.rank)[:want]
+        k = choose_k([h.score for h in top], cfg) if cfg.auto_k else cfg.k
+        top = top[:k]
+        out.append((top, build_prompt(top, template=template, k=max(k, 1), modality_hint=hint)))
     return out
 
 

@@ -102,6 +102,46 @@ def search(
     return scores, rows
 
 
+def _parameters(index: Any, selector: Any, widen: int) -> Any:
+    """Search parameters that restrict `index` to `selector`, with its own nprobe /
+    efSearch times `widen` (a parameter object replaces the index's settings)."""
+    api: Any = faiss  # the SWIG classes take their fields as keywords (not in faiss's stubs)
+    inner = api.downcast_index(index.index) if hasattr(index, "id_map") else index
+    ivf = api.try_extract_index_ivf(inner)
+    if ivf is not None:
+        nprobe = min(int(ivf.nlist), int(ivf.nprobe) * widen)
+        return api.SearchParametersIVF(sel=selector, nprobe=nprobe)
+    if hasattr(inner, "hnsw"):
+        return api.SearchParametersHNSW(sel=selector, efSearch=int(inner.hnsw.efSearch) * widen)
+    return api.SearchParameters(sel=selector)
+
+
+def search_rows_in(
+    index: Any,
+    queries: NDArray[np.float32],
+    k: int,
+    rows: NDArray[np.int64],
+    *,
+    widen: int = 1,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Top-k among `rows` only (an IDSelectorBitmap inside the FAISS search): scores and
+    rows (q, k) as `search` returns them. widen: HNSW visits `widen` times its efSearch
+    candidates, IVF probes `widen` times its nprobe lists (a filter leaves fewer kept
+    vectors per graph step or list)."""
+    n = count(index)
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = True
+    bits = np.packbits(keep, bitorder="little")  # must outlive the search: FAISS reads it
+    selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+    params = _parameters(index, selector, max(1, widen))
+    with _always_blas():
+        scores, found = index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
+    del bits
+    return scores, found
+
+
 def range_search(
     index: Any, query: NDArray[np.float32], threshold: float
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:

@@ -2,6 +2,9 @@
 
 Each answers `search(queries, k) -> (scores, rows)` with rows -1 where fewer than k
 exist, and (exact back-ends only) `rows_above(query, threshold)` for tie resolution.
+FAISS back-ends also search among given rows only (`search_in`, an IDSelector). A filter
+leaves fewer kept vectors per HNSW graph step or IVF list, so efSearch / nprobe grow with
+1 / (share of rows kept), up to `FILTER_WIDEN_MAX` times their own value.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from medcap.index.search_plan import gpu_can_answer, plan_search
 from medcap.index.shards import ShardVectors
 
 LOG = logging.getLogger(__name__)
+FILTER_WIDEN_MAX = 8  # most efSearch / nprobe grow for a filtered search (bench_refine.py)
 
 
 class Searcher(Protocol):
@@ -39,6 +43,12 @@ class Searcher(Protocol):
         self, query: NDArray[np.float32], threshold: float
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Every (score, row) with score > threshold for one query (d,) (exact back-ends)."""
+        ...
+
+    def search_in(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]] | None:
+        """Top-k among `rows` inside the index search (an IDSelector); None: not supported."""
         ...
 
     def size(self) -> tuple[int, int]:
@@ -109,6 +119,25 @@ class FaissSearcher:
         n = faiss_ops.count(self._cpu)
         candidates = min(n, k * self._rerank)
         _, cand = faiss_ops.search(self._for(candidates), queries, candidates)
+        return self._rescore(queries, cand, k)
+
+    def search_in(
+        self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-k among `rows` (see Searcher); on the CPU copy (faiss-gpu takes no selector)."""
+        n = faiss_ops.count(self._cpu)
+        widen = min(FILTER_WIDEN_MAX, max(1, round(n / max(len(rows), 1))))
+        if self._vectors is None:
+            return faiss_ops.search_rows_in(self._cpu, queries, k, rows, widen=widen)
+        candidates = min(len(rows), k * self._rerank)
+        _, cand = faiss_ops.search_rows_in(self._cpu, queries, candidates, rows, widen=widen)
+        return self._rescore(queries, cand, k)
+
+    def _rescore(
+        self, queries: NDArray[np.float32], cand: NDArray[np.int64], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The top-k of each query's candidates (q, c), scored exactly from the shards."""
+        assert self._vectors is not None
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         rows = np.full((len(queries), k), -1, dtype=np.int64)
         for s in range(0, len(queries), 128):  # bounded memory: 128 x candidates x d floats
@@ -174,6 +203,10 @@ class TorchSearcher:
             s = self._db @ torch.from_numpy(np.ascontiguousarray(query)).to(self._device)
             rows = torch.nonzero(s > threshold).flatten()
             return s[rows].float().cpu().numpy(), rows.cpu().numpy().astype(np.int64)
+
+    def search_in(self, queries: NDArray[np.float32], k: int, rows: NDArray[np.int64]) -> None:
+        """Not supported: IndexDir scans the kept rows exactly instead."""
+        return None
 
     def size(self) -> tuple[int, int]:
         """(vectors held, dimension)."""

@@ -5,7 +5,9 @@ are ordered by row ascending (the order cases were indexed in). For an exact (fl
 index this holds across the k boundary too: when a tie straddles it, every tied row
 is fetched and the lowest rows win, so results do not depend on FAISS's heap order.
 Searches may be limited to cases whose metadata match a filter (`where=`, see
-medcap.index.filters); those are scored exactly on the stored vectors. Damage is caught
+medcap.index.filters): up to `IndexConfig.filter_scan_max_rows` kept rows are scored
+exactly on the stored vectors, more are searched inside FAISS with an IDSelector, so a
+filtered top-k holds k hits whenever k cases match. Damage is caught
 by medcap.index.integrity: files on open, impossible scores on search.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from medcap.config import DEFAULTS
+from medcap.config import DEFAULTS, current
 from medcap.errors import CorruptArtifactError, InputError
 from medcap.index.filters import CaseColumns, Filters, scan_rows
 from medcap.index.integrity import check_files, check_scores
@@ -67,6 +69,8 @@ class IndexDir:
         self._columns: CaseColumns | None = None
         self._stored: dict[str, ShardVectors] = {}
         self._lock = threading.Lock()  # the app searches one IndexDir from several threads
+        # filters keeping more rows than this search inside FAISS (an IDSelector)
+        self.filter_scan_max_rows = current().index.filter_scan_max_rows
 
     def __len__(self) -> int:
         return self.manifest.count
@@ -218,7 +222,7 @@ class IndexDir:
         if exclude_ids is not None and len(exclude_ids) != len(q):
             raise InputError(f"exclude_ids has {len(exclude_ids)} entries for {len(q)} queries")
         _check_target(target)
-        # The one place filters enter a search: a FAISS IDSelector could take over here.
+        # The one place filters enter a search (inside it, not after it).
         kept = self.matching_rows(where)
         if kept is not None:
             return self._search_within(q, k, target, kept, exclude_ids)
@@ -259,15 +263,37 @@ class IndexDir:
         rows: NDArray[np.int64],
         exclude_ids: Sequence[str | None] | None,
     ) -> list[list[tuple[int, float]]]:
-        """Exact top-k among `rows` per query, from the stored vectors (see filters)."""
-        vectors = self.vectors(rows, target)
-        results = []
-        for i, query in enumerate(queries):
-            own = None if exclude_ids is None or exclude_ids[i] is None else exclude_ids[i]
-            drop = None if own is None else self.row_of(own)
-            keep = rows != drop if drop is not None else slice(None)
-            results.append(scan_rows(vectors[keep], rows[keep], query, k))
-        return results
+        """Top-k among `rows` per query: few rows are scanned exactly from the stored
+        vectors (see filters); many are searched inside FAISS with an IDSelector, and a
+        query that comes back short of k (an approximate index whose probed lists or graph
+        walk met too few kept rows) or with a tie cut at k (flat) is scanned after all."""
+        drops = [
+            None if own is None else self.row_of(own)
+            for own in (exclude_ids if exclude_ids is not None else [None] * len(queries))
+        ]
+        found: list[list[tuple[int, float]] | None] = [None] * len(queries)
+        searcher = self.searcher(target) if len(rows) > self.filter_scan_max_rows else None
+        answer = None
+        if searcher is not None:
+            fetch = min(len(rows), k + 2)  # room for the dropped row and a tie check
+            answer = searcher.search_in(queries, fetch, rows)
+        if searcher is not None and answer is not None:
+            scores, got = answer
+            check_scores(queries, scores, got, self.manifest.index, self.path / INDEX_FILES[target])
+            for i in range(len(queries)):
+                valid = (got[i] >= 0) & (got[i] != (-2 if drops[i] is None else drops[i]))
+                ordered = order_candidates(got[i][valid], scores[i][valid])
+                need = min(k, len(rows) - _holds(rows, drops[i]))
+                cut_tie = searcher.exact and len(ordered) > need > 0 and straddles(ordered, need)
+                if len(ordered) >= need and not cut_tie:
+                    found[i] = ordered[:need]
+        todo = [i for i, f in enumerate(found) if f is None]
+        if todo:
+            vectors = self.vectors(rows, target)
+            for i in todo:
+                keep = rows != drops[i] if drops[i] is not None else slice(None)
+                found[i] = scan_rows(vectors[keep], rows[keep], queries[i], k)
+        return [f or [] for f in found]
 
     def _resolve_tie(
         self,
@@ -310,6 +336,14 @@ class IndexDir:
             [self.hit(row, rank, score) for rank, (row, score) in enumerate(found, start=1)]
             for found in found_rows
         ]
+
+
+def _holds(rows: NDArray[np.int64], row: int | None) -> int:
+    """1 when the ascending `rows` hold `row`, else 0."""
+    if row is None:
+        return 0
+    at = int(np.searchsorted(rows, row))
+    return int(at < len(rows) and int(rows[at]) == row)
 
 
 def _check_target(target: str) -> None:

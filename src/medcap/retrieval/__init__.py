@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from medcap.retrieval.refine import Refinement
     from medcap.retrieval.retriever import (
         QueryEncoder,
         Retriever,
@@ -17,10 +18,21 @@ if TYPE_CHECKING:
         resolve_model,
     )
 
-__all__ = ["QueryEncoder", "Retriever", "load_index_encoder", "open_retriever", "resolve_model"]
+__all__ = [
+    "QueryEncoder",
+    "Refinement",
+    "Retriever",
+    "load_index_encoder",
+    "open_retriever",
+    "resolve_model",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Refinement":
+        from medcap.retrieval import refine
+
+        return refine.Refinement
     if name in __all__:
         from medcap.retrieval import retriever
 

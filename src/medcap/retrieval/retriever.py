@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from medcap.config import DEFAULTS, EncoderConfig, SearchMode
+from medcap.config import DEFAULTS, EncoderConfig, SearchMode, current
 from medcap.errors import InputError
 from medcap.index import IndexDir, open_index
 from medcap.index.filters import Filters
 from medcap.index.manifest import Manifest, check_fingerprint
+from medcap.retrieval.refine import Refinement, Roi, crop_roi, mix, rocchio
 from medcap.types import Hit, Record, Skipped
 
 if TYPE_CHECKING:
@@ -136,31 +137,102 @@ class Retriever:
         mode: SearchMode | None = None,
         where: Filters | None = None,
         exclude_ids: Sequence[str | None] | None = None,
+        roi: Roi | None = None,
+        roi_weight: float | None = None,
+        text_weight: float | None = None,
+        more_like: Sequence[str] = (),
+        less_like: Sequence[str] = (),
     ) -> list[list[Hit]]:
         """Top-k hits per query: images (`queries`) or texts (`text=`), one list each.
 
         An image query is a file path (PNG, JPEG, DICOM, ...), a PIL image or a numpy
         array ((H, W) or (H, W, C)); pass one or a list. `mode` defaults to captions for
         images and images for texts. `where` keeps only cases whose metadata match, e.g.
-        `{"modality": "CT", "split": ["train"]}`. k defaults to 5; k < 1 is an error.
+        `{"modality": "CT", "split": ["train"]}`, or a number range `{"size_cm": "1..3"}`.
+        k defaults to 5; k < 1 is an error.
+
+        Refinements (medcap.retrieval.refine): `roi=(x, y, w, h)` searches a region of each
+        image (mixed with the whole image by `roi_weight`); `text=` together with images
+        steers them toward the words (`text_weight`); `more_like` / `less_like` are indexed
+        image_ids marked relevant / not relevant (one feedback round). Weights default to
+        the `refine` config section.
 
         >>> hits = index.search("scan.png", k=3, where={"modality": "CT"})[0]
         >>> hits = index.search(text=["chest CT with a nodule"], mode="images")[0]
+        >>> hits = index.search("scan.png", roi=(40, 30, 64, 64), text="with contrast")[0]
         """
         from medcap.data.query_images import as_query_list, load_query_image
 
-        if (queries is None) == (text is None):
-            raise InputError("search needs image queries or text=[...], and not both")
-        if text is not None:
+        if queries is None and text is None:
+            raise InputError("search needs image queries or text=[...]")
+        steer = text if queries is not None else None
+        if steer is not None and not isinstance(steer, str):
+            raise InputError('steer image queries with one text (text="..."), not a list')
+        refine = Refinement(
+            roi=roi, roi_weight=roi_weight, text=steer, text_weight=text_weight,
+            more_like=tuple(more_like), less_like=tuple(less_like),
+        )  # fmt: skip
+        if queries is None:
+            assert text is not None
             texts = [text] if isinstance(text, str) else list(text)
             return self.search_texts(
                 texts, k, mode=mode or DEFAULTS.retrieval.text_mode,
-                exclude_ids=exclude_ids, where=where,
+                exclude_ids=exclude_ids, where=where, refine=refine,
             )  # fmt: skip
         images = [load_query_image(q) for q in as_query_list(queries)]
         return self.search_images(
-            images, k, mode=mode or DEFAULTS.retrieval.mode, exclude_ids=exclude_ids, where=where
-        )
+            images, k, mode=mode or DEFAULTS.retrieval.mode, exclude_ids=exclude_ids,
+            where=where, refine=refine,
+        )  # fmt: skip
+
+    def stored_vectors(self, image_ids: Sequence[str], target: str) -> NDArray[np.float32]:
+        """The indexed (len(ids), d) unit vectors of cases, images or captions (`target`)."""
+        rows = []
+        for image_id in image_ids:
+            row = self.index.row_of(image_id)
+            if row is None:
+                raise InputError(
+                    f"case {image_id!r} is not in the index {self.index.path}; "
+                    "mark hits by the image_id a search returned"
+                )
+            rows.append(row)
+        return self.index.vectors(np.asarray(rows, dtype=np.int64), _target(target))
+
+    def refine_vectors(
+        self,
+        queries: NDArray[np.float32],
+        refine: Refinement,
+        *,
+        mode: SearchMode,
+        images: Sequence[Image.Image] | None = None,
+    ) -> NDArray[np.float32]:
+        """Query vectors (n, d) changed by `refine` (steering text, feedback, and a region
+        when `refine.roi_rerank` is 0), unit.
+
+        `images` are the originals of image queries (needed for a region); `mode` names
+        the space searched, whose stored vectors the feedback cases contribute."""
+        if refine.empty:
+            return queries
+        cfg = refine.settings(current().refine)
+        q = queries
+        if refine.roi is not None and images is None:
+            raise InputError("a region (roi) refines image queries only")
+        if refine.roi is not None and images is not None and cfg.roi_rerank == 0:
+            crops = [
+                crop_roi(im, refine.roi, source=f"query image {i + 1}", min_px=cfg.roi_min_px)
+                for i, im in enumerate(images)
+            ]
+            q = mix(q, self.encoder.encode_images(crops), cfg.roi_weight)
+        if refine.text is not None:
+            q = mix(q, self.encoder.encode_texts([refine.text]), cfg.text_weight)
+        if refine.more_like or refine.less_like:
+            q = rocchio(
+                q,
+                self.stored_vectors(refine.more_like, mode),
+                self.stored_vectors(refine.less_like, mode),
+                cfg,
+            )
+        return q
 
     def search_images(
         self,
@@ -170,12 +242,19 @@ class Retriever:
         mode: SearchMode = DEFAULTS.retrieval.mode,
         exclude_ids: Sequence[str | None] | None = None,
         where: Filters | None = None,
+        refine: Refinement | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits for each query image (PIL, any mode): captions or similar cases."""
+        """Top-k hits for each query image (PIL, any mode): captions or similar cases;
+        `refine` changes each query first (see medcap.retrieval.refine)."""
         target = _target(mode)
         if not images:
             return []
         queries = self.encoder.encode_images(list(images))
+        if refine is not None and not refine.empty:
+            return self.search_refined(
+                queries, refine, _k(k), mode=mode, images=images, exclude_ids=exclude_ids,
+                where=where,
+            )  # fmt: skip
         return self.index.search(
             queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
         )
@@ -188,19 +267,66 @@ class Retriever:
         mode: SearchMode = DEFAULTS.retrieval.text_mode,
         exclude_ids: Sequence[str | None] | None = None,
         where: Filters | None = None,
+        refine: Refinement | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query text: images (text -> image) or captions (text -> text).
 
         An empty or blank text is refused (InputError): it has no meaning to search for.
+        `refine` may carry feedback (more_like / less_like); a region or steering text
+        is for image queries and refused here.
         """
         target = _target(mode)
         check_text_queries(texts)
         if not texts:
             return []
         queries = self.encoder.encode_texts(list(texts))
+        if refine is not None and not refine.empty:
+            return self.search_refined(
+                queries, refine, _k(k), mode=mode, exclude_ids=exclude_ids, where=where
+            )
         return self.index.search(
             queries, _k(k), target=target, exclude_ids=exclude_ids, where=where
         )
+
+    def search_refined(
+        self,
+        queries: NDArray[np.float32],
+        refine: Refinement,
+        k: int,
+        *,
+        mode: SearchMode,
+        images: Sequence[Image.Image] | None = None,
+        exclude_ids: Sequence[str | None] | None = None,
+        where: Filters | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits for query vectors (n, d) refined by `refine` (see
+        medcap.retrieval.refine): the vector refinements, the index search, then, for a
+        region, the re-scoring of `roi_rerank` candidates by their own same region."""
+        cfg = refine.settings(current().refine)
+        vectors = self.refine_vectors(queries, refine, mode=mode, images=images)
+        rerank = refine.roi is not None and images is not None and cfg.roi_rerank > 0
+        fetch = max(k, cfg.roi_rerank) if rerank else k
+        found = self.index.search(
+            vectors, fetch, target=_target(mode), exclude_ids=exclude_ids, where=where
+        )
+        if not rerank:
+            return found
+        assert refine.roi is not None and images is not None
+        from medcap.retrieval.region import rescore_by_region
+
+        return [
+            rescore_by_region(
+                hits,
+                image,
+                refine.roi,
+                weight=cfg.roi_weight,
+                k=k,
+                encode_images=self.encoder.encode_images,
+                index=self.index,
+                min_px=cfg.roi_min_px,
+            )  # fmt: skip
+            for hits, image in zip(found, images, strict=True)
+        ]
 
     def search_records(
         self,

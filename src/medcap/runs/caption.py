@@ -358,7 +358,11 @@ def run_identity(
             "model": generator_model(cfg, model_id),
             "adapter": f"{adapter_path} {folder_checksum(adapter_path)}" if adapter_path else None,
             "template": cfg.template,
-            "k": cfg.k,
+            "k": (
+                f"auto {cfg.auto_k_min}..{cfg.auto_k_max} x{cfg.auto_k_gap_ratio:g}"
+                if cfg.auto_k
+                else cfg.k
+            ),
             "limit": limit,
             "search_mode": cfg.search_mode,
             "modality_hint": cfg.modality_hint,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from medcap.generation.backends.base import CaptionBackend
     from medcap.generation.captioning import CaptionResult, NeighbourSearch
     from medcap.retrieval import Retriever
+    from medcap.retrieval.refine import Refinement
 
 LOG = logging.getLogger(__name__)
 
@@ -126,6 +127,32 @@ class Engine:
         [found] = self.search_vectors(vector, [(params, image_id)])
         if isinstance(found, BaseException):
             raise found
+        return found
+
+    def search_refined(
+        self,
+        params: SearchParams,
+        refine: Refinement,
+        *,
+        image: Image.Image | None = None,
+        text: str | None = None,
+        case: str | None = None,
+    ) -> list[Hit]:
+        """One refined query (an image, text or indexed case), outside the micro-batches:
+        its vector is changed by `refine` (medcap.retrieval.refine) before the search."""
+        retriever = self.retriever
+        if image is not None:
+            vector = retriever.encoder.encode_images([image])
+        elif text is not None:
+            vector = retriever.encoder.encode_texts([text])
+        else:
+            assert case is not None
+            vector = self.index.vectors(np.array([self._row(case)], dtype=np.int64), "images")
+        images = [image] if image is not None else None
+        [found] = retriever.search_refined(
+            vector, refine, params.k, mode=params.mode, images=images, exclude_ids=[case],
+            where=params.where,
+        )  # fmt: skip
         return found
 
     # ---- captions (run on the generation thread) ------------------------------------

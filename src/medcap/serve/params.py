@@ -8,6 +8,11 @@ or several (`?modality=CT&modality=MRI`, `"modality": ["CT", "MRI"]`); `where` i
 object of such filters, in the body or as JSON text in the query string. A name given
 twice (query string and body, or as a filter and in `where`) is refused. To add a search
 parameter: add its name to RESERVED and read it in `parse_search`.
+
+Refinements (medcap.retrieval.refine): `roi` ("x,y,w,h" or [x, y, w, h]) and
+`roi_weight` for an uploaded image; `text` with an upload (query string) or with a `case`
+steers that image (`text_weight`); `more_like` / `less_like` (image_ids; repeat the
+parameter or give a list) for any query.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from typing import Any
 
 from medcap.config import RetrievalConfig, SearchMode, ServeConfig
 from medcap.errors import InputError
+from medcap.retrieval.refine import Refinement, parse_roi
 
 MODES: tuple[SearchMode, ...] = ("captions", "images")
 QUERY_FIELDS = ("text", "case")  # a JSON body names one of these (an image is multipart)
-RESERVED = frozenset({"k", "mode", "where", *QUERY_FIELDS})
+REFINE_FIELDS = ("roi", "roi_weight", "text_weight", "more_like", "less_like")
+MULTI = frozenset({"more_like", "less_like"})  # reserved names that may repeat
+RESERVED = frozenset({"k", "mode", "where", *QUERY_FIELDS, *REFINE_FIELDS})
 FilterValue = str | int | float | bool
 WhereKey = tuple[tuple[str, tuple[FilterValue, ...]], ...]
 
@@ -48,6 +56,7 @@ class SearchRequest:
     params: SearchParams
     text: str | None = None
     case: str | None = None  # image_id of an indexed case: its own stored image vector
+    refine: Refinement | None = None  # None: searched as it is (and micro-batched)
 
 
 def one_value(name: str, values: Sequence[str]) -> str:
@@ -101,7 +110,8 @@ def _merge(query: Mapping[str, Sequence[str]], body: Mapping[str, Any]) -> dict[
     """Every named value, query string and body together; a name in both is refused."""
     given: dict[str, Any] = {}
     for name, values in query.items():
-        given[name] = one_value(name, values) if name in RESERVED else list(values)
+        multi = name not in RESERVED or name in MULTI
+        given[name] = list(values) if multi else one_value(name, values)
     for name, value in body.items():
         if name in given:
             raise InputError(f"{name!r} is given in both the query string and the JSON body")
@@ -124,17 +134,19 @@ def parse_search(
     """
     given = _merge(query, body or {})
     text, case = given.pop("text", None), given.pop("case", None)
+    if text is not None and not isinstance(text, str):
+        raise InputError(f'"text" must be a string, got {type(text).__name__}')
+    if text is not None and not text.strip():
+        raise InputError('"text" is empty; give words to search for')
     if body is not None:
-        if (text is None) == (case is None):
+        if text is None and case is None:
             raise InputError('a JSON search needs "text" (words) or "case" (an indexed image_id)')
-        if text is not None and not isinstance(text, str):
-            raise InputError(f'"text" must be a string, got {type(text).__name__}')
-        if text is not None and not text.strip():
-            raise InputError('"text" is empty; give words to search for')
         if case is not None and not isinstance(case, str):
             raise InputError(f'"case" must be an image_id string, got {type(case).__name__}')
-    elif text is not None or case is not None:
-        raise InputError("send text or case in a JSON body, not in the query string of an upload")
+    elif case is not None:
+        raise InputError("send case in a JSON body, not in the query string of an upload")
+    steer = text if (body is None or case is not None) else None  # text with an image steers it
+    refine = _refinement(given, steer)
     default_mode = retrieval.mode if body is None else retrieval.text_mode
     if case is not None:
         default_mode = "images"  # a case's neighbours: the cases that look alike
@@ -151,4 +163,44 @@ def parse_search(
             f"unknown filter column {unknown[0]!r}; this index has: {', '.join(columns)}"
         )
     where = {name: _filter_values(name, value) for name, value in filters.items()}
-    return SearchRequest(SearchParams(k, mode, where or None), text=text, case=case)
+    return SearchRequest(
+        SearchParams(k, mode, where or None),
+        text=None if steer is not None else text,
+        case=case,
+        refine=None if refine.empty else refine,
+    )
+
+
+def _weight(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number in [0, 1], got {value!r}") from None
+
+
+def _ids(name: str, value: Any) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    if not all(isinstance(v, str) and v for v in values):
+        raise InputError(f"{name} takes image_ids (strings), got {value!r}")
+    return tuple(values)
+
+
+def _refinement(given: dict[str, Any], steer: str | None) -> Refinement:
+    """The refinement named by the request's refine fields (popped from `given`)."""
+    roi = given.pop("roi", None)
+    if isinstance(roi, list):
+        roi = ",".join(str(v) for v in roi)
+    if roi is not None and not isinstance(roi, str):
+        raise InputError(f"roi must be x,y,w,h pixels, got {roi!r}")
+    return Refinement(
+        roi=parse_roi(roi) if roi is not None else None,
+        roi_weight=_weight("roi_weight", given.pop("roi_weight", None)),
+        text=steer,
+        text_weight=_weight("text_weight", given.pop("text_weight", None)),
+        more_like=_ids("more_like", given.pop("more_like", None)),
+        less_like=_ids("less_like", given.pop("less_like", None)),
+    )

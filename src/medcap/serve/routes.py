@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from medcap.config import current
 from medcap.errors import InputError
 from medcap.serve import answers
 from medcap.serve.metrics import CONTENT_TYPE
@@ -56,10 +57,27 @@ _SEARCH_BODY = {
                 "k": {"type": "integer"},
                 "mode": {"type": "string", "enum": ["captions", "images"]},
                 "where": {"type": "object", "description": 'filters: {"modality": ["CT"]}'},
+                "text_weight": {"type": "number", "description": "steering text's share"},
+                "more_like": {"type": "array", "items": {"type": "string"}},
+                "less_like": {"type": "array", "items": {"type": "string"}},
             },
         }
     },
 }
+_REFINE_PARAMS = [
+    {"name": "roi", "in": "query", "schema": {"type": "string"},
+     "description": "search a region of the uploaded image: x,y,w,h pixels"},
+    {"name": "roi_weight", "in": "query", "schema": {"type": "number"},
+     "description": "the region's share when mixed with the whole image (1: region alone)"},
+    {"name": "text", "in": "query", "schema": {"type": "string"},
+     "description": "with an uploaded image: words that steer it"},
+    {"name": "text_weight", "in": "query", "schema": {"type": "number"},
+     "description": "the steering text's share"},
+    {"name": "more_like", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
+     "description": "image_ids marked relevant (repeat the parameter)"},
+    {"name": "less_like", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
+     "description": "image_ids marked not relevant (repeat the parameter)"},
+]  # fmt: skip
 _SEARCH_PARAMS = [
     {"name": "k", "in": "query", "schema": {"type": "integer"}, "description": "hits (default 5)"},
     {
@@ -121,7 +139,10 @@ async def metrics(request: Request) -> Response:
     "/v1/search",
     tags=["v1"],
     responses={200: {"model": answers.SearchAnswer}, **_ERRORS},
-    openapi_extra={"requestBody": {"content": _SEARCH_BODY}, "parameters": _SEARCH_PARAMS},
+    openapi_extra={
+        "requestBody": {"content": _SEARCH_BODY},
+        "parameters": _SEARCH_PARAMS + _REFINE_PARAMS,
+    },
 )
 async def search(request: Request) -> JSONResponse:
     """Nearest cases to an image (multipart `image`), a text (`{"text": ...}`) or an
@@ -139,18 +160,32 @@ async def search(request: Request) -> JSONResponse:
         cfg=service.options.cfg,
         retrieval=service.options.retrieval,
     )
-    params = parsed.params
+    params, refine = parsed.params, parsed.refine
     if body is None:
         image = await read_image(request)
-        hits = await service.search_image(image, params)
+        hits = await (
+            service.search_image(image, params)
+            if refine is None
+            else service.search_refined(params, refine, image=image)
+        )
         query: dict[str, Any] = {"kind": "image", "width": image.width, "height": image.height}
     elif parsed.text is not None:
-        hits = await service.search_text(parsed.text, params)
+        hits = await (
+            service.search_text(parsed.text, params)
+            if refine is None
+            else service.search_refined(params, refine, text=parsed.text)
+        )
         query = {"kind": "text", "text": parsed.text}
     else:
         assert parsed.case is not None
-        hits = await service.case_neighbours(parsed.case, params)
+        hits = await (
+            service.case_neighbours(parsed.case, params)
+            if refine is None
+            else service.search_refined(params, refine, case=parsed.case)
+        )
         query = {"kind": "case", "image_id": parsed.case}
+    if refine is not None:
+        query["refine"] = refine.describe(current().refine)
     return JSONResponse(
         {
             "query": query,

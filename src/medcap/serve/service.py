@@ -10,6 +10,7 @@ find their neighbours through the image batcher, like any other query.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from medcap.generation.captioning import CaptionResult
+    from medcap.retrieval.refine import Refinement
 
 LOG = logging.getLogger(__name__)
 Status = Literal["loading", "ready", "failed"]
@@ -127,6 +129,23 @@ class Service:
         """Hits for one text, through the text micro-batcher."""
         self.check_ready()  # before queueing
         return await _queued(self.texts.submit(TextQuery(text, params)))
+
+    async def search_refined(
+        self,
+        params: SearchParams,
+        refine: Refinement,
+        *,
+        image: Image.Image | None = None,
+        text: str | None = None,
+        case: str | None = None,
+    ) -> list[Hit]:
+        """A refined query on the encoder thread, on its own (not micro-batched)."""
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            engine.search_refined, params, refine, image=image, text=text, case=case
+        )
+        return await loop.run_in_executor(self._encoder_thread, call)
 
     async def case_neighbours(self, image_id: str, params: SearchParams) -> list[Hit]:
         """Hits for an indexed case's stored vector (no encoder needed)."""
