@@ -10,6 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.dicom_options import (
+    AllowBurnedInOption,
+    CaptionsOption,
+    DicomUnitOption,
+    DicomwebTokenOption,
+    KeepTagOption,
+    PseudonymKeyOption,
+    QidoWhereOption,
+    StudyOption,
+    dicom_options,
+)
 from medcap.cli.options import (
     ActorsOption,
     AllowOutsidePathsOption,
@@ -43,11 +54,11 @@ def _thumbnailer(size: int) -> Any:
     return thumbnailer(size)
 
 
-def _open_split(data: str, split: str, cfg: DataConfig) -> Any:
+def _open_split(data: str, split: str, cfg: DataConfig, dicom: Any = None) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data, cfg=cfg)
+    dataset = open_dataset(data, cfg=cfg, dicom=dicom)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
@@ -95,6 +106,14 @@ def build(
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     actors: ActorsOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.api import build_index
@@ -118,7 +137,11 @@ def build(
     reading = data_config(
         allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
     )
-    dataset = _open_split(data, cfg.split, reading)
+    dicom = dicom_options(
+            pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
+            allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
+        )
+    dataset = _open_split(data, cfg.split, reading, dicom)
     if dist.engine == "ray":
         device = "cpu"  # the driver's copy only fingerprints and describes; actors embed
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
@@ -142,6 +165,11 @@ def build(
 
 def _note_dropped(dataset: Any) -> None:
     """Say which metadata columns were left out of the index (names only, never values)."""
+    if getattr(dataset, "uncaptioned", 0):
+        typer.echo(
+            f"{dataset.uncaptioned} cases have no caption (image-to-image search only; "
+            "pass --captions FILE)"
+        )
     if dataset.dropped_columns:
         typer.echo(
             f"not stored: columns {', '.join(sorted(dataset.dropped_columns))} "
@@ -211,6 +239,14 @@ def add(
     allow_outside_paths: AllowOutsidePathsOption = False,
     encoding: EncodingOption = None,
     keep_columns: KeepColumnsOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
     from medcap.api import split_size
@@ -223,7 +259,12 @@ def add(
     )
     verified = verify_setting(verify)
     existing = open_index(index_dir, verify=verified)
-    dataset = _open_split(data, cfg.split, reading)
+    dicom = dicom_options(
+            pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
+            allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
+        )
+    dataset = _open_split(data, cfg.split, reading, dicom)
+    _check_key(existing, dataset)
     encoder = load_index_encoder(existing, model, device=device, cfg=current().encoder)
     index, added = add_to_index(
         index_dir,
@@ -238,12 +279,22 @@ def add(
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
         verify=verified,
-        kept_columns=reading.keep_columns,
+        kept_columns=dataset.config.keep_columns,
+        pseudonym_check=getattr(dataset, "pseudonym_check", ""),
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
     )
     _note_dropped(dataset)
+
+
+def _check_key(index: Any, dataset: Any) -> None:
+    """Refuse a pseudonym key other than the one the index's DICOM cases were built with."""
+    key = getattr(dataset, "key", None)
+    if key is None:
+        return
+    for source in index.manifest.sources:
+        key.check(source.pseudonym_check, str(index.path))
 
 
 @app.command("merge")
