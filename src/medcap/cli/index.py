@@ -318,3 +318,89 @@ def merge(
         f"{time.perf_counter() - start:.1f} s"
     )
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
+
+
+def _read_ids(ids: list[str] | None, ids_file: Path | None) -> list[str]:
+    from medcap.errors import InputError
+
+    out = list(ids or [])
+    if ids_file is not None:
+        if not ids_file.is_file():
+            raise InputError(f"--ids-file {ids_file} does not exist; pass a file, one id a line")
+        out += [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+    if not out:
+        raise InputError("no case ids to remove; pass --ids ID ... or --ids-file FILE")
+    return out
+
+
+@app.command("remove")
+def remove(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory to withdraw cases from.")],
+    ids: Annotated[
+        list[str] | None, typer.Option("--ids", help="Case id (image_id) to remove (repeatable).")
+    ] = None,
+    ids_file: Annotated[
+        Path | None, typer.Option("--ids-file", help="File with one case id a line.")
+    ] = None,
+    verify: VerifyOption = None,
+) -> None:
+    """Withdraw cases: gone from both FAISS indexes, items, thumbnails and shards (atomic)."""
+    from medcap.index import remove_from_index
+
+    start = time.perf_counter()
+    wanted = _read_ids(ids, ids_file)
+    index, removed = remove_from_index(index_dir, wanted, verify=verify_setting(verify))
+    missing = len(set(wanted)) - removed
+    note = f" ({missing} ids were not in the index)" if missing else ""
+    typer.echo(
+        f"removed {removed} cases from {index_dir}{note}; it now holds {len(index)} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+
+
+@app.command("sync")
+def sync(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory built from a DICOM source.")],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="The source (default: the one the index was built from)."),
+    ] = None,
+    remove_missing: Annotated[
+        bool, typer.Option("--remove-missing", help="Also withdraw cases gone from the source.")
+    ] = False,
+    device: EncoderDeviceOption = None,
+    verify: VerifyOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
+) -> None:
+    """Add the source's new cases (folder or DICOMweb); with --remove-missing, withdraw gone ones."""
+    from medcap.index import open_index
+    from medcap.index.sync import sync_index
+    from medcap.retrieval.retriever import load_index_encoder
+
+    verified = verify_setting(verify)
+    existing = open_index(index_dir, verify=verified)
+    source = data or existing.manifest.sources[0].dataset
+    dicom = dicom_options(
+        pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
+    )  # fmt: skip
+    dataset = _open_split(source, existing.manifest.sources[0].split, data_config(), dicom)
+    _check_key(existing, dataset)
+    encoder = load_index_encoder(existing, None, device=device, cfg=current().encoder)
+    result = sync_index(
+        index_dir, dataset, encoder, current().index, remove_missing=remove_missing,
+        make_thumbnail=_thumbnailer(current().index.thumbnail_size), verify=verified,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    gone = f", removed {result.removed}" if remove_missing else f"; {result.missing} gone"
+    typer.echo(
+        f"synced {index_dir} with {dataset.name}: added {result.added}{gone}; "
+        f"it now holds {result.count}"
+    )

@@ -151,6 +151,13 @@ class Dataset(ABC):
             self._counts[split] = sum(1 for _ in self._checked(split, with_images=False))
         return self._counts[split]
 
+    def ids(self, split: str) -> list[str]:
+        """The image_id of every case `records(split)` yields (a pass without image data)."""
+        return [
+            image_id
+            for image_id, _row in self._checked(self._check_split(split), with_images=False)
+        ]
+
     def cui_names(self) -> dict[str, str]:
         """CUI -> canonical name where the dataset ships a mapping (else empty)."""
         return {}
