@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.support.dicom_files import Markers, write_study
+from tests.support.orthanc import Orthanc, orthanc_missing, running_orthanc
 
 
 @dataclass
@@ -55,3 +57,19 @@ def marked_source(tmp_path_factory: pytest.TempPathFactory) -> MarkedSource:
 def dicom_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the session's pseudonym key lives (created by the first build)."""
     return tmp_path_factory.mktemp("dicom_key") / "medcap.key"
+
+
+@pytest.fixture(scope="module")
+def orthanc(
+    marked_source: MarkedSource, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Orthanc]:
+    """A real Orthanc on 127.0.0.1 holding every file of the marked source (uploaded through
+    its REST API); skipped with the reason where Orthanc is not installed."""
+    missing = orthanc_missing()
+    if missing is not None:
+        print(f"note: {missing}")
+        pytest.skip(missing)
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        assert server.upload(marked_source.files()) == len(marked_source.files())
+        yield server
+    assert server.proc.poll() is not None  # stopped: no Orthanc left behind

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from medcap.cli import main
+from medcap.index import open_index
 from tests.dicom.conftest import MarkedSource
 from tests.dicom.privacy import exercise_programs
 from tests.support.dicom_files import files_under, find_markers
+from tests.support.orthanc import Orthanc
 
 
-def test_no_marker_in_anything_written_or_served_folder(
+def _check_no_marker(
+    source: str,
     marked_source: MarkedSource,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -32,12 +35,13 @@ def test_no_marker_in_anything_written_or_served_folder(
     index_dir = tmp_path / "index"
     key = tmp_path / "keys" / "medcap.key"
     code = main([
-        "--verbose", "index", "build", "--data", str(marked_source.root), "--out", str(index_dir),
+        "--verbose", "index", "build", "--data", source, "--out", str(index_dir),
         "--model", "medcap-tiny", "--pseudonym-key", str(key),
         "--captions", str(marked_source.captions), "--thumbnail-size", "32",
     ])  # fmt: skip
     build_out = capsys.readouterr()
     assert code == 0, build_out.err
+    assert len(open_index(index_dir)) == 6  # 3 studies x 2 series; US and burned-in refused
     query = next(p for p in marked_source.files() if p.suffix == ".dcm")
     texts = exercise_programs(index_dir, query, tmp_path, capsys, monkeypatch)
     texts["build output"] = build_out.out + build_out.err
@@ -48,3 +52,25 @@ def test_no_marker_in_anything_written_or_served_folder(
     written = [p for p in files_under(tmp_path) if not p.is_relative_to(tmp_path / "keys")]
     assert any(p.name == "items.parquet" for p in written)
     assert find_markers(marked_source.markers.planted, written, texts) == []
+
+
+def test_no_marker_in_anything_written_or_served_folder(
+    marked_source: MarkedSource,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _check_no_marker(str(marked_source.root), marked_source, tmp_path, capsys, monkeypatch, caplog)
+
+
+def test_no_marker_in_anything_written_or_served_orthanc(
+    orthanc: Orthanc,
+    marked_source: MarkedSource,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = f"dicomweb:{orthanc.dicomweb}"
+    _check_no_marker(source, marked_source, tmp_path, capsys, monkeypatch, caplog)

@@ -22,7 +22,9 @@ class SidecarCaptions:
     def __init__(self, path: str | Path, encoding: str = "utf-8") -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"captions file {self.path} does not exist; pass a CSV with --captions")
+            raise InputError(
+                f"captions file {self.path} does not exist; pass a CSV with --captions"
+            )
         self.by_uid: dict[str, str] = {}
         for number, row in enumerate(iter_table(self.path, encoding), start=2):
             if "caption" not in row:

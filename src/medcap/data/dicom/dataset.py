@@ -21,6 +21,7 @@ from medcap.data.dicom.instances import InstanceInfo
 from medcap.data.dicom.policy import case_metadata, refusal, stored_columns
 from medcap.data.dicom.pseudonyms import PseudonymKey, load_pseudonym_key
 from medcap.data.dicom.series import DicomCase, group_cases
+from medcap.errors import first_line
 from medcap.types import ImageRef
 
 SPLIT = "train"
@@ -73,8 +74,9 @@ class DicomDataset(Dataset):
         """Every instance of the source, or a reason string for one that cannot be read."""
 
     @abstractmethod
-    def _image(self, info: InstanceInfo) -> ImageRef:
-        """The encoded image (file or bytes) of one instance."""
+    def _image(self, info: InstanceInfo) -> tuple[ImageRef, InstanceInfo]:
+        """The encoded image (file or bytes) of one instance, with its full header fields
+        (a DICOMweb listing may lack some; a folder's are already complete)."""
 
     def cases(self) -> list[DicomCase]:
         """The source's cases (listed once, then cached)."""
@@ -101,21 +103,35 @@ class DicomDataset(Dataset):
             digest.update(f"{case.case_id}:{case.instances}\n".encode())
         return digest.hexdigest()
 
+    def _images(self, infos: list[InstanceInfo]) -> Iterator[tuple[ImageRef, InstanceInfo] | str]:
+        """The image and header of each instance in order, or why it cannot be used."""
+        for info in infos:
+            yield self._read(info)
+
+    def _read(self, info: InstanceInfo) -> tuple[ImageRef, InstanceInfo] | str:
+        try:
+            image, full = self._image(info)
+        except Exception as exc:  # noqa: BLE001 - one unreadable case is skipped
+            return f"cannot read the instance: {first_line(exc)}"
+        return refusal(full, self.dicom) or (image, full)
+
     def _rows(self, split: str, *, with_images: bool = True) -> Iterator[RawRow]:
         uncaptioned = 0
-        for row, case in enumerate(self.cases()):
+        cases = self.cases()
+        refused = [refusal(case.instance, self.dicom) for case in cases]
+        wanted = [c.instance for c, r in zip(cases, refused, strict=True) if r is None]
+        images = self._images(wanted) if with_images else iter(())
+        for row, (case, problem) in enumerate(zip(cases, refused, strict=True)):
             info = case.instance
-            problem = refusal(info, self.dicom)
             caption = self.sidecar.caption_of(info) if self.sidecar else ""
             uncaptioned += problem is None and not caption
             image = None
             if with_images and problem is None:
-                try:
-                    image = self._image(info)
-                except Exception as exc:  # noqa: BLE001 - one unreadable case is skipped
-                    from medcap.errors import first_line
-
-                    problem = f"cannot read the instance: {first_line(exc)}"
+                got = next(images)
+                if isinstance(got, str):
+                    problem = got
+                else:
+                    image, info = got
             yield RawRow(
                 source=self.name, row=row, image_id=case.case_id, caption=caption, cuis=(),
                 image=image if with_images else ImageRef(), problem=problem,

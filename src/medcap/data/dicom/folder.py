@@ -56,5 +56,5 @@ class DicomFolderDataset(DicomDataset):
             except Exception as exc:  # noqa: BLE001 - one unreadable file is skipped with why
                 yield f"unreadable DICOM header: {first_line(exc)}"
 
-    def _image(self, info: InstanceInfo) -> ImageRef:
-        return ImageRef(path=info.path, store_path=False)
+    def _image(self, info: InstanceInfo) -> tuple[ImageRef, InstanceInfo]:
+        return ImageRef(path=info.path, store_path=False), info

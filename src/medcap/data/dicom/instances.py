@@ -73,9 +73,7 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def read_instance_info(
-    source: str | Path | bytes, keep_tags: Sequence[str] = ()
-) -> InstanceInfo:
+def read_instance_info(source: str | Path | bytes, keep_tags: Sequence[str] = ()) -> InstanceInfo:
     """The header fields of a DICOM file or its bytes (pixels are not read).
 
     Raises ValueError when the UIDs are missing (the caller skips the file with why).
@@ -130,7 +128,9 @@ def info_from_json(item: Mapping[str, Any], keep_tags: Sequence[str] = ()) -> In
     def value(name: str) -> str:
         return _json_value(item, TAGS[name])
 
-    study, series, sop = (value(n) for n in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
+    study, series, sop = (
+        value(n) for n in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    )
     if not (study and series and sop):
         raise ValueError("QIDO-RS answer without Study/Series/SOP Instance UID")
     kept = {}
