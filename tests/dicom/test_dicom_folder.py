@@ -103,3 +103,38 @@ def test_middle_instance_represents_the_series(tmp_path: Path) -> None:
     ds = _open(tmp_path / "src", tmp_path / "k")
     (record,) = list(ds.records("train"))  # type: ignore[attr-defined]
     assert read_instance_info(record.image.path).instance_number == 3
+
+
+def test_compressed_syntaxes_decode_or_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, MPEG2MPML, RLELossless
+
+    from medcap.data.dicom.policy import can_decode
+    from medcap.data.images import load_image
+
+    src = tmp_path / "src"
+    infos = [write_study(src, first_index=i * 10, instances=1, size=32) for i in range(3)]
+    files = sorted(p for p in src.rglob("*.dcm"))
+    plain = {f: load_image(f).tobytes() for f in files}
+    rle, j2k, mpeg = files
+    ds = pydicom.dcmread(rle)
+    ds.compress(RLELossless)  # pydicom's own encoder and decoder
+    ds.save_as(rle)
+    if can_decode(JPEG2000Lossless):  # medcap[dicom]: pylibjpeg-openjpeg
+        ds = pydicom.dcmread(j2k)
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        ds.save_as(j2k)
+    assert not can_decode(MPEG2MPML)  # no MPEG-2 video handler is installed
+    ds = pydicom.dcmread(mpeg)
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3not-really-mpeg2"])
+    ds.save_as(mpeg)
+    dataset = _open(src, tmp_path / "k")
+    records = list(dataset.records("train"))  # type: ignore[attr-defined]
+    assert len(records) == 2
+    (skipped,) = dataset.skipped  # type: ignore[attr-defined]
+    assert MPEG2MPML in skipped.reason and "cannot be decoded" in skipped.reason
+    for record in records:  # lossless: the same pixels as before compression
+        assert load_image(record.image).tobytes() == plain[Path(record.image.path)]
+    assert len(infos) == 3
