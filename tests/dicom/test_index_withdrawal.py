@@ -50,8 +50,8 @@ def test_remove_withdraws_cases_everywhere(
     ids_file = tmp_path / "withdraw.txt"
     ids_file.write_text(f"{ids[6]}\n")
     code, text, err = _run(
-        capsys, "index", "remove", str(out), "--ids", ids[1], "--ids", "se-not-indexed",
-        "--ids-file", str(ids_file),
+        capsys, "index", "remove", str(out), "--ids-file", str(ids_file), "--ids", ids[1],
+        "se-not-indexed",
     )  # fmt: skip
     assert code == 0, err
     assert "removed 2 cases" in text and "1 ids were not in the index" in text

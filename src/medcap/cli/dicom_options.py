@@ -66,6 +66,29 @@ QidoWhereOption = Annotated[
     ),
 ]
 
+ViewerUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--viewer-url",
+        help="DICOM: link each hit to its study, e.g. 'http://pacs/viewer?study="
+        "{StudyInstanceUID}' (needs --pseudonym-key).",
+    ),
+]
+
+
+def check_viewer_links(index_dir: Any, key: str | None, viewer_url: str | None) -> None:
+    """Refuse, before anything starts, a viewer URL without a key (or the reverse), a URL
+    without {StudyInstanceUID}, or a key other than the one the index was built with."""
+    from pathlib import Path
+
+    from medcap.data.dicom.links import open_linker
+    from medcap.index.manifest import read_manifest
+
+    if not key and not viewer_url:
+        return
+    manifest = read_manifest(Path(index_dir), verify=False)
+    open_linker(manifest, key, viewer_url, where=str(index_dir))
+
 
 def parse_qido_filters(items: list[str] | None) -> tuple[tuple[str, str], ...]:
     """`KEY=VALUE` pairs (QIDO-RS query parameters)."""

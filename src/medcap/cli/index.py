@@ -336,9 +336,12 @@ def _read_ids(ids: list[str] | None, ids_file: Path | None) -> list[str]:
 @app.command("remove")
 def remove(
     index_dir: Annotated[Path, typer.Argument(help="Index directory to withdraw cases from.")],
-    ids: Annotated[
-        list[str] | None, typer.Option("--ids", help="Case id (image_id) to remove (repeatable).")
+    case_ids: Annotated[
+        list[str] | None, typer.Argument(help="Case ids (image_id) to remove, after --ids.")
     ] = None,
+    ids: Annotated[
+        bool, typer.Option("--ids", help="The case ids follow: --ids ID [ID ...].")
+    ] = False,
     ids_file: Annotated[
         Path | None, typer.Option("--ids-file", help="File with one case id a line.")
     ] = None,
@@ -347,8 +350,12 @@ def remove(
     """Withdraw cases: gone from both FAISS indexes, items, thumbnails and shards (atomic)."""
     from medcap.index import remove_from_index
 
+    from medcap.errors import InputError
+
+    if case_ids and not ids:
+        raise InputError("name the cases with --ids ID [ID ...] (or --ids-file FILE)")
     start = time.perf_counter()
-    wanted = _read_ids(ids, ids_file)
+    wanted = _read_ids(case_ids, ids_file)
     index, removed = remove_from_index(index_dir, wanted, verify=verify_setting(verify))
     missing = len(set(wanted)) - removed
     note = f" ({missing} ids were not in the index)" if missing else ""
