@@ -96,9 +96,7 @@ def exercise_programs(
         assert reply.status == 200, reply.body
         texts["serve caption"] = reply.body
         texts["serve case"] = server.get(f"/v1/cases/{quote(case_id, safe='')}").body
-        texts["serve thumbnail"] = server.get(
-            f"/v1/cases/{quote(case_id, safe='')}/thumbnail"
-        ).body
+        texts["serve thumbnail"] = server.get(f"/v1/cases/{quote(case_id, safe='')}/thumbnail").body
     texts["serve log"] = log.read_bytes()
     with contextlib.redirect_stdout(io.StringIO()) as out:
         texts.update(_app_pages(index_dir, case_id, monkeypatch))

@@ -108,7 +108,7 @@ def test_middle_instance_represents_the_series(tmp_path: Path) -> None:
 def test_compressed_syntaxes_decode_or_are_skipped_with_the_reason(tmp_path: Path) -> None:
     import pydicom
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEG2000Lossless, MPEG2MPML, RLELossless
+    from pydicom.uid import MPEG2MPML, JPEG2000Lossless, RLELossless
 
     from medcap.data.dicom.policy import can_decode
     from medcap.data.images import load_image

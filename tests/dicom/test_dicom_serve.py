@@ -10,7 +10,6 @@ import pytest
 
 from medcap.cli import main
 from medcap.data.dicom import load_pseudonym_key
-from medcap.index import open_index
 from tests.dicom.conftest import MarkedSource
 from tests.serve.served import serving
 

@@ -110,7 +110,9 @@ def test_build_search_by_study_and_sync_through_orthanc(
         assert len(open_index(out, verify=True)) == 5
     finally:
         orthanc.upload(
-            p for p in marked_source.files() if str(p.relative_to(marked_source.root)).startswith("s0/")
+            p
+            for p in marked_source.files()
+            if str(p.relative_to(marked_source.root)).startswith("s0/")
         )
         orthanc.delete_study(str(info["study"]))
     shutil.rmtree(extra)

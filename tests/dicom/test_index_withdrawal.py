@@ -20,7 +20,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def _build(capsys: pytest.CaptureFixture[str], data: Path, out: Path, key: Path, *extra: str) -> None:
+def _build(
+    capsys: pytest.CaptureFixture[str], data: Path, out: Path, key: Path, *extra: str
+) -> None:
     code, _out, err = _run(
         capsys, "index", "build", "--data", str(data), "--out", str(out), "--model",
         "medcap-tiny", "--pseudonym-key", str(key), "--thumbnail-size", "16", *extra,

@@ -98,8 +98,8 @@ def write_instance(
     burned_in: str | None = None,
 ) -> None:
     """One single-frame instance with realistic patient tags (markers where given)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     sop_class, intercept, window = _MODALITY_SETUP[modality]

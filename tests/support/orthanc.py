@@ -82,9 +82,11 @@ class Orthanc:
 
 
 def _alive(url: str) -> bool:
-    with contextlib.suppress(OSError, urllib.error.URLError):
-        with urllib.request.urlopen(f"{url}/system", timeout=3) as reply:
-            return reply.status == 200
+    with (
+        contextlib.suppress(OSError, urllib.error.URLError),
+        urllib.request.urlopen(f"{url}/system", timeout=3) as reply,
+    ):
+        return bool(reply.status == 200)
     return False
 
 
@@ -122,7 +124,9 @@ def running_orthanc(work: Path) -> Iterator[Orthanc]:
             if proc.poll() is not None:
                 raise AssertionError(f"Orthanc exited with {proc.returncode}:\n{log.read_text()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"Orthanc not up after {READY_TIMEOUT_S} s:\n{log.read_text()}")
+                raise AssertionError(
+                    f"Orthanc not up after {READY_TIMEOUT_S} s:\n{log.read_text()}"
+                )
             time.sleep(0.2)
         yield server
     finally:

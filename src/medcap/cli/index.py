@@ -138,9 +138,15 @@ def build(
         allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
     )
     dicom = dicom_options(
-            pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
-            allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
-        )
+        pseudonym_key=pseudonym_key,
+        captions=captions,
+        unit=dicom_unit,
+        keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in,
+        token=dicomweb_token,
+        studies=study,
+        where=where,
+    )
     dataset = _open_split(data, cfg.split, reading, dicom)
     if dist.engine == "ray":
         device = "cpu"  # the driver's copy only fingerprints and describes; actors embed
@@ -260,9 +266,15 @@ def add(
     verified = verify_setting(verify)
     existing = open_index(index_dir, verify=verified)
     dicom = dicom_options(
-            pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
-            allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
-        )
+        pseudonym_key=pseudonym_key,
+        captions=captions,
+        unit=dicom_unit,
+        keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in,
+        token=dicomweb_token,
+        studies=study,
+        where=where,
+    )
     dataset = _open_split(data, cfg.split, reading, dicom)
     _check_key(existing, dataset)
     encoder = load_index_encoder(existing, model, device=device, cfg=current().encoder)
@@ -348,9 +360,8 @@ def remove(
     verify: VerifyOption = None,
 ) -> None:
     """Withdraw cases: gone from both FAISS indexes, items, thumbnails and shards (atomic)."""
-    from medcap.index import remove_from_index
-
     from medcap.errors import InputError
+    from medcap.index import remove_from_index
 
     if case_ids and not ids:
         raise InputError("name the cases with --ids ID [ID ...] (or --ids-file FILE)")
@@ -386,7 +397,7 @@ def sync(
     study: StudyOption = None,
     where: QidoWhereOption = None,
 ) -> None:
-    """Add the source's new cases (folder or DICOMweb); with --remove-missing, withdraw gone ones."""
+    """Add the source's new cases (folder or DICOMweb); --remove-missing withdraws gone ones."""
     from medcap.index import open_index
     from medcap.index.sync import sync_index
     from medcap.retrieval.retriever import load_index_encoder

@@ -115,7 +115,8 @@ def command(
     queries: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Image files (PNG/JPEG/DICOM), folders of images, or dicomweb:URL/studies/UID.", show_default=False
+            help="Image files (PNG/JPEG/DICOM), folders of images, or dicomweb:URL/studies/UID.",
+            show_default=False,
         ),
     ] = None,
     text: Annotated[

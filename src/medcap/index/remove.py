@@ -62,7 +62,9 @@ def remove_from_index(
             )
         work = partial_dir(path)
         if work.exists():
-            raise InputError(f"{work} exists (an interrupted build or add); delete it and run again")
+            raise InputError(
+                f"{work} exists (an interrupted build or add); delete it and run again"
+            )
         emb_dir = emb_dir_of(work)
         emb_dir.mkdir(parents=True)
         try:
@@ -70,9 +72,10 @@ def remove_from_index(
             for shard in m.shards:
                 for file in shard_files(emb_dir_of(path), shard.name):
                     link_or_copy(file, emb_dir / file.name)
-                if present.isdisjoint(shard_ids(emb_dir, shard.name)):
-                    names.append(shard.name)
-                elif drop_rows(emb_dir, shard.name, present, ()) > 0:
+                if (
+                    present.isdisjoint(shard_ids(emb_dir, shard.name))
+                    or drop_rows(emb_dir, shard.name, present, ()) > 0
+                ):
                     names.append(shard.name)
                 else:
                     remove_shard(emb_dir, shard.name)

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from medcap.config import DicomConfig, current
@@ -103,9 +103,7 @@ class DicomWebClient:
                 f"DICOMweb {self.base + _private(path)}: the answer is not DICOM JSON; "
                 "check that the URL is the server's DICOMweb root"
             ) from None
-        return (
-            [item for item in found if isinstance(item, Mapping)] if isinstance(found, list) else []
-        )
+        return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
 
     def studies(self, where: Sequence[tuple[str, str]] = ()) -> list[str]:
         """StudyInstanceUIDs matching QIDO-RS filters (`[("Modality", "CT")]`)."""

@@ -9,8 +9,8 @@ The chosen instances are retrieved with WADO-RS, DicomConfig.workers at a time, 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from medcap.config import DataConfig
 from medcap.data.dicom.dataset import DicomDataset, DicomOptions
