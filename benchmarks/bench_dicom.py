@@ -65,7 +65,9 @@ def _rates(source: str, key: Path, n: int, work: Path, token: str | None = None)
     cfg = replace_set(DEFAULTS.dicom, unit="instance")
 
     def dataset() -> Any:
-        return open_dataset(source, dicom=DicomOptions(pseudonym_key=str(key), cfg=cfg, token=token))
+        return open_dataset(
+            source, dicom=DicomOptions(pseudonym_key=str(key), cfg=cfg, token=token)
+        )
 
     start = time.perf_counter()
     count = 0

@@ -138,3 +138,16 @@ def test_compressed_syntaxes_decode_or_are_skipped_with_the_reason(tmp_path: Pat
     for record in records:  # lossless: the same pixels as before compression
         assert load_image(record.image).tobytes() == plain[Path(record.image.path)]
     assert len(infos) == 3
+
+
+def test_data_info_says_which_cases_have_no_caption(
+    marked_source: MarkedSource, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medcap.cli import main
+
+    base = ["data", "info", str(marked_source.root), "--pseudonym-key", str(tmp_path / "k")]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "6 cases have no caption" in out and "BurnedInAnnotation is YES" in out
+    assert main([*base, "--captions", str(marked_source.captions)]) == 0
+    assert "no caption" not in capsys.readouterr().out
