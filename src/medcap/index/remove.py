@@ -3,9 +3,10 @@
 The cases leave both FAISS indexes, items.parquet, thumbnails.parquet and the embedding
 shards. Like `index add`, the new directory is written beside the old one (shards
 hard-linked, the affected ones rewritten without the cases) and swapped in, so a reader
-sees the old index or the new one, never a mix; the FAISS files are rebuilt from the
-shards (an HNSW graph cannot drop nodes, and a flat or IVF-PQ rebuild from shards costs
-about what removal would). The manifest records how many cases were removed and when,
+sees the old index or the new one, never a mix. The FAISS files are refilled from the
+shards: emptied with their training kept (IVF centroids and PQ codebooks are not retrained),
+then every remaining vector is added in row order; an HNSW graph, which cannot drop nodes,
+is built again. The manifest records how many cases were removed and when,
 never which: their ids may be all a withdrawal request must not leave behind.
 """
 
@@ -88,7 +89,9 @@ def remove_from_index(
                 removals=(*m.removals, RemovalInfo(len(present), now_iso())),
             )
             skipped = [s for s in old.skipped() if s.image_id not in present]
-            finalize_index(work, path, shrunk, names=names, skipped=skipped, overwrite=True)
+            finalize_index(
+                work, path, shrunk, names=names, skipped=skipped, refill=True, overwrite=True
+            )
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
