@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= gen,app,serve,eval,tb,dist,dev
+EXTRAS ?= gen,app,serve,eval,tb,dist,dicom,dev
 
-.PHONY: setup browser demo test lint bench gpu-check clean
+.PHONY: setup browser orthanc demo test lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,15 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
 
+# The DICOMweb tests run against a real Orthanc with its DICOMweb plugin; installed like Chromium.
+orthanc:
+	@command -v Orthanc >/dev/null && ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null; } || \
+	  echo "note: orthanc not installed; the DICOMweb tests will be skipped"
+
 # The default suite runs on the CPU everywhere; GPU tests run with `make gpu-check`.
-test: $(STAMP) browser
+test: $(STAMP) browser orthanc
 	MEDCAP_TEST_CPU_ONLY=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

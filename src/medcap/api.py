@@ -131,6 +131,7 @@ def build_index(
             part=part,
             engine=engine_,
             kept_columns=dataset.config.keep_columns,
+            pseudonym_check=getattr(dataset, "pseudonym_check", ""),
         )
     return Retriever(encoder, index)
 

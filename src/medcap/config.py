@@ -30,6 +30,7 @@ ConsensusSimilarity = Literal["cider-d", "token-f1"]
 Duplicates = Literal["error", "mean"]  # mean: each image's rows weigh 1/m
 AttnImplementation = Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"]
 Engine = Literal["local", "ray"]  # local: this process; ray: a Ray cluster (medcap[dist])
+DicomUnit = Literal["series", "instance"]  # one case per DICOM series, or per instance
 
 
 _FIELD_TYPES: dict[type, dict[str, Any]] = {}
@@ -473,6 +474,27 @@ class DistConfig:
 
 
 @dataclass(frozen=True)
+class DicomConfig:
+    """DICOM folders and DICOMweb servers as datasets (medcap.data.dicom)."""
+
+    unit: DicomUnit = "series"  # one case per series (its middle instance) or per instance
+    allow_burned_in: bool = False  # index instances that may show identifiers in their pixels
+    # Modalities where burned-in text is common: skipped unless allow_burned_in.
+    burned_in_modalities: tuple[str, ...] = ("US", "SC", "OT", "XC")
+    keep_tags: tuple[str, ...] = ()  # header keywords kept on purpose (listed in the manifest)
+    timeout_s: float = 30.0  # per DICOMweb request
+    retries: int = 3  # a failed DICOMweb request is tried again this often
+    retry_wait_s: float = 0.5  # first wait between tries (doubles each time)
+    workers: int = 4  # parallel WADO-RS retrievals
+
+    def __post_init__(self) -> None:
+        _check_choices("dicom", self)
+        _at_least("dicom", self, 0, "retries")
+        _at_least("dicom", self, 1, "workers")
+        _positive("dicom", self, "timeout_s", "retry_wait_s")
+
+
+@dataclass(frozen=True)
 class MedcapConfig:
     """The root config: one section per stage."""
 
@@ -488,6 +510,7 @@ class MedcapConfig:
     app: AppConfig = field(default_factory=AppConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    dicom: DicomConfig = field(default_factory=DicomConfig)
 
 
 DEFAULTS = MedcapConfig()

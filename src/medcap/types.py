@@ -18,6 +18,7 @@ class ImageRef:
 
     path: str | None = None
     data: bytes | None = field(default=None, repr=False)
+    store_path: bool = True  # False: an index never records `path` (DICOM: it may name a patient)
 
     def describe(self) -> str:
         """A short human-readable name for error messages."""

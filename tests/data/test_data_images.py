@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcap.data.images import load_image, to_rgb, window_to_uint8
+from medcap.data.images import DICOM_PERCENTILES, load_image, to_rgb, window_to_uint8
 from medcap.errors import ImageDecodeError
 from medcap.types import ImageRef
 
@@ -100,7 +100,7 @@ def test_window_to_uint8_handles_flat_and_nan_data() -> None:
     assert out.tolist() == [[0, 0], [128, 255]]
 
 
-def test_dicom_uses_the_stored_window_and_a_min_max_window_without_one(tmp_path: Path) -> None:
+def test_dicom_uses_the_stored_window_and_a_percentile_window_without_one(tmp_path: Path) -> None:
     pydicom = pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
@@ -125,7 +125,9 @@ def test_dicom_uses_the_stored_window_and_a_min_max_window_without_one(tmp_path:
     assert np.abs(windowed.astype(np.float64) - expected).max() <= 1
     plain = np.asarray(load_image(plain_path))[..., 0]
     assert plain.min() == 0 and plain.max() == 255
-    expected_plain = np.round((hu - hu.min()) / (hu.max() - hu.min()) * 255)
+    low, high = np.percentile(hu, DICOM_PERCENTILES)
+    assert hu.min() < low and high < hu.max()  # the percentiles do differ from min-max here
+    expected_plain = np.round(np.clip((hu - low) / (high - low), 0, 1) * 255)
     assert np.abs(plain.astype(np.float64) - expected_plain).max() <= 1
     from_bytes = load_image(ImageRef(path="scan.dcm", data=plain_path.read_bytes()))
     assert np.array_equal(np.asarray(from_bytes)[..., 0], plain)

@@ -29,6 +29,7 @@ class CaseCard:
     score: float | None = None
     thumbnail: Image.Image | None = field(default=None, repr=False)
     thumbnail_error: str | None = None  # why there is no thumbnail
+    viewer_url: str | None = None  # the DICOM study in the hospital's viewer, when linked
 
     def headline(self) -> str:
         """`#1 · 0.873 · train`: rank, score and split, whichever are known."""
@@ -82,6 +83,7 @@ def card_for(
         score=score,
         thumbnail=thumb,
         thumbnail_error=error,
+        viewer_url=getattr(cases, "viewer_url", lambda _id: None)(image_id),
     )
 
 

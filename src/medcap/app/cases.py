@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -68,6 +68,7 @@ class CaseTable:
         self._filter_values: dict[int, dict[str, list[str]]] = {}
         self._thumbs: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
         self._lock = threading.Lock()
+        self.linker: Any = None  # a StudyLinker (medcap app --pseudonym-key --viewer-url)
 
     @classmethod
     def from_index(cls, index: IndexDir) -> CaseTable:
@@ -90,6 +91,12 @@ class CaseTable:
     def info(self, image_id: str) -> CaseInfo:
         """The text fields and metadata of one case."""
         return self._infos[self.position(image_id)]
+
+    def viewer_url(self, image_id: str) -> str | None:
+        """The case's study in the viewer, when the app links studies (else None)."""
+        if self.linker is None:
+            return None
+        return self.linker.url_for(dict(self.info(image_id).metadata))  # type: ignore[no-any-return]
 
     def card_metadata(self, image_id: str, fields: Sequence[str] = ()) -> dict[str, str]:
         """The few text metadata values a result card shows.

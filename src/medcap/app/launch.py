@@ -69,13 +69,14 @@ def streamlit_command(
     *,
     reports: Sequence[str | Path] = (),
     api: str | None = None,
+    links: Sequence[str] = (),
 ) -> list[str]:
     """The `streamlit run` command line that serves the browser over `index_dir` (or the
     `medcap serve` service at `api`).
 
     `settings` (`section.field=value`) reach the app's active config; `reports` are the
     folders whose report.json files the Benchmarks page may open (none given: the index
-    directory).
+    directory). `links` are the `--pseudonym-key`/`--viewer-url` arguments of viewer links.
     """
     source = ["--api", api] if api is not None else ["--index", str(index_dir)]
     return [
@@ -92,6 +93,7 @@ def streamlit_command(
         *source,
         *(arg for setting in settings for arg in ("--set", setting)),
         *(arg for folder in reports for arg in ("--reports", str(folder))),
+        *links,
     ]  # fmt: skip
 
 
@@ -103,6 +105,8 @@ class AppArgs:
     settings: tuple[str, ...] = ()  # `section.field=value` for the app's config
     reports: tuple[Path, ...] = ()  # folders the Benchmarks page may read reports from
     api: str | None = None  # URL of a `medcap serve` service to browse instead of an index
+    pseudonym_key: str | None = None  # DICOM indexes: the key that links cases to studies
+    viewer_url: str | None = None  # with {StudyInstanceUID}
 
 
 def parse_app_args(argv: Sequence[str]) -> AppArgs:
@@ -113,12 +117,16 @@ def parse_app_args(argv: Sequence[str]) -> AppArgs:
     parser.add_argument("--api", default=None)
     parser.add_argument("--set", action="append", default=[], dest="settings")
     parser.add_argument("--reports", type=Path, action="append", default=[])
+    parser.add_argument("--pseudonym-key", default=None)
+    parser.add_argument("--viewer-url", default=None)
     known, _ = parser.parse_known_args(list(argv))
     return AppArgs(
         index=known.index,
         settings=tuple(known.settings),
         reports=tuple(known.reports),
         api=known.api,
+        pseudonym_key=known.pseudonym_key,
+        viewer_url=known.viewer_url,
     )
 
 

@@ -36,9 +36,27 @@ medcap app --index runs/demo/index"""
 
 
 @st.cache_resource(show_spinner="Opening the index and loading its encoder...", max_entries=4)
-def load_app_index(index_path: str) -> AppIndex:
-    """Open `index_path` once per server process (keyed by the resolved path)."""
-    return open_app_index(index_path, device=current().encoder.device)
+def load_app_index(
+    index_path: str, version: str = "", key: str | None = None, viewer_url: str | None = None
+) -> AppIndex:
+    """Open `index_path` once per server process and index version (`manifest_version`: a
+    changed index, e.g. after `index remove`, is opened again, so withdrawn cases vanish);
+    with a pseudonym `key` and a `viewer_url`, its cards link DICOM studies to the viewer."""
+    from medcap.data.dicom.links import open_linker
+
+    app = open_app_index(index_path, device=current().encoder.device)
+    manifest = app.retriever.index.manifest
+    app.cases.linker = open_linker(manifest, key, viewer_url, where=index_path)
+    return app
+
+
+def manifest_version(index_path: str) -> str:
+    """Identity of the index's manifest.json (inode, mtime, size); "" when unreadable."""
+    try:
+        info = os.stat(os.path.join(index_path, "manifest.json"))
+    except OSError:
+        return ""
+    return f"{info.st_ino}:{info.st_mtime_ns}:{info.st_size}"
 
 
 @st.cache_resource(show_spinner="Connecting to the medcap service...", max_entries=4)
@@ -100,7 +118,9 @@ def index_or_problem() -> tuple[AnyIndex | None, AppLoadError | None]:
         if api is not None:
             # the token comes in the environment, never in argv, where `ps` would show it
             return load_remote_index(api, os.environ.get(TOKEN_ENV)), None
-        return load_app_index(str(path)), None
+        args = launch.parse_app_args(sys.argv[1:])
+        version = manifest_version(str(path))
+        return load_app_index(str(path), version, args.pseudonym_key, args.viewer_url), None
     except AppLoadError as exc:
         return None, exc
     except MedcapError as exc:

@@ -89,6 +89,8 @@ def _render_card(card: CaseCard) -> None:
         icon=":material/open_in_new:",
         query_params={"id": card.image_id},
     )
+    if card.viewer_url:
+        st.link_button("Open in viewer", card.viewer_url, icon=":material/visibility:")
 
 
 def search_settings(

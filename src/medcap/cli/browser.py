@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.dicom_options import PseudonymKeyOption, ViewerUrlOption, check_viewer_links
 from medcap.cli.options import VerifyOption
 from medcap.client import TOKEN_ENV
 from medcap.config import DEFAULTS, current, replace_set
@@ -56,6 +57,8 @@ def command(
         str | None,
         typer.Option(envvar=TOKEN_ENV, show_envvar=True, help="The --api service's bearer token."),
     ] = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    viewer_url: ViewerUrlOption = None,
 ) -> None:
     """Browse similar cases in a web UI (Streamlit) over an index directory or a service."""
     import os
@@ -68,13 +71,17 @@ def command(
     cfg = replace_set(current().app, port=port, host=host)
     index_dir = launch.check_index_dir(index) if index is not None else None
     report_dirs = [launch.check_report_dir(folder) for folder in reports or []]
+    if index_dir is not None:
+        check_viewer_links(index_dir, pseudonym_key, viewer_url)
+    links = [*(["--pseudonym-key", pseudonym_key] if pseudonym_key else []),
+             *(["--viewer-url", viewer_url] if viewer_url else [])]  # fmt: skip
     launch.check_port_free(cfg.host, cfg.port)
     if token is not None:
         os.environ[TOKEN_ENV] = token  # the app process reads it there: argv would show it
     source = index_dir if index_dir is not None else f"the medcap service at {api}"
     typer.echo(f"medcap app: browsing {source} at {launch.app_url(cfg)} (Ctrl-C to stop)")
     command = launch.streamlit_command(
-        index_dir, cfg, server_settings(verify), reports=report_dirs, api=api
+        index_dir, cfg, server_settings(verify), reports=report_dirs, api=api, links=links
     )
     code = launch.run_server(command)
     if code not in (0, 130):

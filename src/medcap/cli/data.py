@@ -9,6 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.dicom_options import (
+    AllowBurnedInOption,
+    CaptionsOption,
+    DicomUnitOption,
+    DicomwebTokenOption,
+    PseudonymKeyOption,
+    dicom_options,
+)
 from medcap.cli.options import AllowOutsidePathsOption, EncodingOption, data_config
 from medcap.config import DEFAULTS, current, replace_set
 
@@ -76,6 +84,11 @@ def info(
     split_column: Annotated[str | None, typer.Option(help=f"[default: {_D.split_column}]")] = None,
     allow_outside_paths: AllowOutsidePathsOption = False,
     encoding: EncodingOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
 ) -> None:
     """Summarise a dataset: cases, caption length, image sizes/modes, CUIs, skipped items."""
     from medcap.data.info import summarise_dataset
@@ -93,12 +106,24 @@ def info(
         cui_column=cui_column,
         split_column=split_column,
         cfg=cfg,
-    )
+        dicom=dicom_options(
+            pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit,
+            allow_burned_in=allow_burned_in, token=dicomweb_token,
+        ),
+    )  # fmt: skip
     summary = summarise_dataset(dataset, max_images=cfg.info_max_images)
+    uncaptioned = getattr(dataset, "uncaptioned", 0)
+    if uncaptioned:
+        summary["uncaptioned"] = uncaptioned
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     _print_summary(summary)
+    if uncaptioned:
+        typer.echo(
+            f"{uncaptioned} cases have no caption: indexed for image-to-image search only "
+            "(pass --captions FILE)"
+        )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -10,6 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.dicom_options import (
+    AllowBurnedInOption,
+    CaptionsOption,
+    DicomUnitOption,
+    DicomwebTokenOption,
+    KeepTagOption,
+    PseudonymKeyOption,
+    QidoWhereOption,
+    StudyOption,
+    dicom_options,
+)
 from medcap.cli.options import (
     ActorsOption,
     AllowOutsidePathsOption,
@@ -43,11 +54,11 @@ def _thumbnailer(size: int) -> Any:
     return thumbnailer(size)
 
 
-def _open_split(data: str, split: str, cfg: DataConfig) -> Any:
+def _open_split(data: str, split: str, cfg: DataConfig, dicom: Any = None) -> Any:
     from medcap.data.readers import open_dataset
     from medcap.errors import InputError
 
-    dataset = open_dataset(data, cfg=cfg)
+    dataset = open_dataset(data, cfg=cfg, dicom=dicom)
     splits = dataset.splits()
     if split not in splits:
         raise InputError(f"{data} has no split {split!r}; available: {', '.join(splits) or 'none'}")
@@ -95,6 +106,14 @@ def build(
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     actors: ActorsOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
 ) -> None:
     """Embed a dataset split's images and captions and write an index directory."""
     from medcap.api import build_index
@@ -118,7 +137,17 @@ def build(
     reading = data_config(
         allow_outside_paths=allow_outside_paths, encoding=encoding, keep_columns=keep_columns
     )
-    dataset = _open_split(data, cfg.split, reading)
+    dicom = dicom_options(
+        pseudonym_key=pseudonym_key,
+        captions=captions,
+        unit=dicom_unit,
+        keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in,
+        token=dicomweb_token,
+        studies=study,
+        where=where,
+    )
+    dataset = _open_split(data, cfg.split, reading, dicom)
     if dist.engine == "ray":
         device = "cpu"  # the driver's copy only fingerprints and describes; actors embed
     encoder = load_encoder(model or current().encoder.model, device=device, cfg=current().encoder)
@@ -142,6 +171,11 @@ def build(
 
 def _note_dropped(dataset: Any) -> None:
     """Say which metadata columns were left out of the index (names only, never values)."""
+    if getattr(dataset, "uncaptioned", 0):
+        typer.echo(
+            f"{dataset.uncaptioned} cases have no caption (image-to-image search only; "
+            "pass --captions FILE)"
+        )
     if dataset.dropped_columns:
         typer.echo(
             f"not stored: columns {', '.join(sorted(dataset.dropped_columns))} "
@@ -211,6 +245,14 @@ def add(
     allow_outside_paths: AllowOutsidePathsOption = False,
     encoding: EncodingOption = None,
     keep_columns: KeepColumnsOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
 ) -> None:
     """Append a dataset split's cases to an index built with the same encoder."""
     from medcap.api import split_size
@@ -223,7 +265,18 @@ def add(
     )
     verified = verify_setting(verify)
     existing = open_index(index_dir, verify=verified)
-    dataset = _open_split(data, cfg.split, reading)
+    dicom = dicom_options(
+        pseudonym_key=pseudonym_key,
+        captions=captions,
+        unit=dicom_unit,
+        keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in,
+        token=dicomweb_token,
+        studies=study,
+        where=where,
+    )
+    dataset = _open_split(data, cfg.split, reading, dicom)
+    _check_key(existing, dataset)
     encoder = load_index_encoder(existing, model, device=device, cfg=current().encoder)
     index, added = add_to_index(
         index_dir,
@@ -238,12 +291,22 @@ def add(
         make_thumbnail=_thumbnailer(cfg.thumbnail_size),
         source_skipped=dataset.skipped,
         verify=verified,
-        kept_columns=reading.keep_columns,
+        kept_columns=dataset.config.keep_columns,
+        pseudonym_check=getattr(dataset, "pseudonym_check", ""),
     )
     typer.echo(
         f"added {added} cases of {dataset.name} [{cfg.split}]; {index_dir} now holds {len(index)}"
     )
     _note_dropped(dataset)
+
+
+def _check_key(index: Any, dataset: Any) -> None:
+    """Refuse a pseudonym key other than the one the index's DICOM cases were built with."""
+    key = getattr(dataset, "key", None)
+    if key is None:
+        return
+    for source in index.manifest.sources:
+        key.check(source.pseudonym_check, str(index.path))
 
 
 @app.command("merge")
@@ -267,3 +330,95 @@ def merge(
         f"{time.perf_counter() - start:.1f} s"
     )
     typer.echo(f"index: {m.index.type} ({m.index.factory}): {m.index.reason}")
+
+
+def _read_ids(ids: list[str] | None, ids_file: Path | None) -> list[str]:
+    from medcap.errors import InputError
+
+    out = list(ids or [])
+    if ids_file is not None:
+        if not ids_file.is_file():
+            raise InputError(f"--ids-file {ids_file} does not exist; pass a file, one id a line")
+        out += [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+    if not out:
+        raise InputError("no case ids to remove; pass --ids ID ... or --ids-file FILE")
+    return out
+
+
+@app.command("remove")
+def remove(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory to withdraw cases from.")],
+    case_ids: Annotated[
+        list[str] | None, typer.Argument(help="Case ids (image_id) to remove, after --ids.")
+    ] = None,
+    ids: Annotated[
+        bool, typer.Option("--ids", help="The case ids follow: --ids ID [ID ...].")
+    ] = False,
+    ids_file: Annotated[
+        Path | None, typer.Option("--ids-file", help="File with one case id a line.")
+    ] = None,
+    verify: VerifyOption = None,
+) -> None:
+    """Withdraw cases: gone from both FAISS indexes, items, thumbnails and shards (atomic)."""
+    from medcap.errors import InputError
+    from medcap.index import remove_from_index
+
+    if case_ids and not ids:
+        raise InputError("name the cases with --ids ID [ID ...] (or --ids-file FILE)")
+    start = time.perf_counter()
+    wanted = _read_ids(case_ids, ids_file)
+    index, removed = remove_from_index(index_dir, wanted, verify=verify_setting(verify))
+    missing = len(set(wanted)) - removed
+    note = f" ({missing} ids were not in the index)" if missing else ""
+    typer.echo(
+        f"removed {removed} cases from {index_dir}{note}; it now holds {len(index)} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+
+
+@app.command("sync")
+def sync(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory built from a DICOM source.")],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="The source (default: the one the index was built from)."),
+    ] = None,
+    remove_missing: Annotated[
+        bool, typer.Option("--remove-missing", help="Also withdraw cases gone from the source.")
+    ] = False,
+    device: EncoderDeviceOption = None,
+    verify: VerifyOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    captions: CaptionsOption = None,
+    dicom_unit: DicomUnitOption = None,
+    keep_tag: KeepTagOption = None,
+    allow_burned_in: AllowBurnedInOption = False,
+    dicomweb_token: DicomwebTokenOption = None,
+    study: StudyOption = None,
+    where: QidoWhereOption = None,
+) -> None:
+    """Add the source's new cases (folder or DICOMweb); --remove-missing withdraws gone ones."""
+    from medcap.index import open_index
+    from medcap.index.sync import sync_index
+    from medcap.retrieval.retriever import load_index_encoder
+
+    verified = verify_setting(verify)
+    existing = open_index(index_dir, verify=verified)
+    source = data or existing.manifest.sources[0].dataset
+    dicom = dicom_options(
+        pseudonym_key=pseudonym_key, captions=captions, unit=dicom_unit, keep_tags=keep_tag,
+        allow_burned_in=allow_burned_in, token=dicomweb_token, studies=study, where=where,
+    )  # fmt: skip
+    dataset = _open_split(source, existing.manifest.sources[0].split, data_config(), dicom)
+    _check_key(existing, dataset)
+    encoder = load_index_encoder(existing, None, device=device, cfg=current().encoder)
+    result = sync_index(
+        index_dir, dataset, encoder, current().index, remove_missing=remove_missing,
+        make_thumbnail=_thumbnailer(current().index.thumbnail_size), verify=verified,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    gone = f", removed {result.removed}" if remove_missing else f"; {result.missing} gone"
+    typer.echo(
+        f"synced {index_dir} with {dataset.name}: added {result.added}{gone}; "
+        f"it now holds {result.count}"
+    )

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medcap.cli.dicom_options import DicomwebTokenOption
 from medcap.cli.options import EncoderDeviceOption, SearchModeOption, VerifyOption, verify_setting
 from medcap.config import DEFAULTS, current
 
@@ -118,7 +119,8 @@ def command(
     queries: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Image files (PNG/JPEG/DICOM) or folders of images.", show_default=False
+            help="Image files (PNG/JPEG/DICOM), folders of images, or dicomweb:URL/studies/UID.",
+            show_default=False,
         ),
     ] = None,
     text: Annotated[
@@ -174,23 +176,25 @@ def command(
     ] = None,
     device: EncoderDeviceOption = None,
     verify: VerifyOption = None,
+    dicomweb_token: DicomwebTokenOption = None,
 ) -> None:
-    """Search an index with image files, a folder of images, or --text."""
+    """Search an index with image files, a folder of images, a DICOMweb study, or --text."""
     from medcap.errors import InputError
 
     if not queries and not text:
         raise InputError('nothing to search: give image files, a folder, or --text "..."')
-    files = _expand(queries or [])
+    web = [str(q) for q in queries or [] if str(q).startswith("dicomweb:")]
+    files = _expand([q for q in queries or [] if not str(q).startswith("dicomweb:")])
     from medcap.retrieval.refine import Refinement, parse_roi
     from medcap.retrieval.retriever import check_text_queries, open_retriever
 
     check_text_queries(text or [])  # before any output: a blank --text fails the whole call
     steer = None
-    if files and text:
+    if (files or web) and text:
         if len(text) > 1:
             raise InputError("give one --text to steer image queries (or search texts alone)")
         steer, text = text[0], None
-    if roi is not None and not files:
+    if roi is not None and not (files or web):
         raise InputError("--roi refines image queries: give an image file")
     refine = Refinement(
         roi=parse_roi(roi) if roi is not None else None, roi_weight=roi_weight,
@@ -225,6 +229,15 @@ def command(
             typer.echo(_table(query, hits, used_mode) + "\n")
 
     image_mode = mode or cfg.retrieval.mode
+    if web:  # studies on a DICOMweb server: one query per series
+        from medcap.data.dicom.web_dataset import study_query_images
+
+        named = [pair for source in web for pair in study_query_images(source, dicomweb_token)]
+        found = retriever.search_images(
+            [i for _, i in named], k, mode=image_mode, where=filters, refine=refine
+        )
+        for (name, _image), hits in zip(named, found, strict=True):
+            emit(name, hits, image_mode)
     for paths, images in _batches(files, cfg.encoder.batch_size):
         exclude = [p.stem for p in paths] if exclude_self else None
         found = retriever.search_images(

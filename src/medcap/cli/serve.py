@@ -7,6 +7,12 @@ from typing import Annotated
 
 import typer
 
+from medcap.cli.dicom_options import (
+    DicomwebTokenOption,
+    PseudonymKeyOption,
+    ViewerUrlOption,
+    check_viewer_links,
+)
 from medcap.cli.options import (
     AdapterOption,
     BackendOption,
@@ -53,6 +59,9 @@ def command(
         typer.Option(help="The index's encoder checkpoint, if it moved since the build."),
     ] = None,
     verify: VerifyOption = None,
+    pseudonym_key: PseudonymKeyOption = None,
+    viewer_url: ViewerUrlOption = None,
+    dicomweb_token: DicomwebTokenOption = None,
 ) -> None:
     """Serve similar-case search and captions over HTTP (FastAPI; docs at /docs)."""
     from medcap.app.launch import check_index_dir, check_port_free
@@ -79,7 +88,11 @@ def command(
         encoder_model=encoder_model,
         verify=verify,
         token=token,
+        pseudonym_key=pseudonym_key,
+        viewer_url=viewer_url,
+        dicomweb_token=dicomweb_token,
     )
+    check_viewer_links(options.index_dir, pseudonym_key, viewer_url)
     check_port_free(cfg.host, cfg.port)
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     typer.echo(

@@ -93,6 +93,8 @@ class Dataset(ABC):
     >>> next(ds.records("train")).caption  # doctest: +SKIP
     """
 
+    allows_empty_captions = False  # True: a case without a caption is kept (image search only)
+
     def __init__(self, name: str, cfg: DataConfig | None = None) -> None:
         self.name = name
         # Column names, table encoding, path containment and kept columns (default: DEFAULTS).
@@ -149,6 +151,13 @@ class Dataset(ABC):
             self._counts[split] = sum(1 for _ in self._checked(split, with_images=False))
         return self._counts[split]
 
+    def ids(self, split: str) -> list[str]:
+        """The image_id of every case `records(split)` yields (a pass without image data)."""
+        return [
+            image_id
+            for image_id, _row in self._checked(self._check_split(split), with_images=False)
+        ]
+
     def cui_names(self) -> dict[str, str]:
         """CUI -> canonical name where the dataset ships a mapping (else empty)."""
         return {}
@@ -174,7 +183,7 @@ class Dataset(ABC):
             if problem is None:
                 if not image_id:
                     problem = "missing image_id"
-                elif row.caption is None or not str(row.caption).strip():
+                elif not self.allows_empty_captions and not str(row.caption or "").strip():
                     problem = "empty caption"
                 elif with_images and row.image is None:
                     problem = "missing image"
@@ -185,7 +194,7 @@ class Dataset(ABC):
                 self._skip(row.source, row.row, image_id or None, problem)
                 continue
             seen[image_id] = (row.source, row.row)
-            row.caption = str(row.caption).strip()
+            row.caption = str(row.caption or "").strip()
             yield image_id, row
 
     def _skip(self, source: str, row: int | None, image_id: str | None, reason: str) -> None:

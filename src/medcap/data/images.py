@@ -2,7 +2,8 @@
 
 Nothing is dropped for being grayscale: one-channel images are replicated to RGB.
 High bit-depth data (I;16, I, F, DICOM) is windowed to 8 bits: DICOM with its stored
-VOI window when there is one, everything else with a min-max window.
+VOI window when there is one, else its 0.5th-99.5th percentiles; everything else with a
+min-max window.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".dcm", ".dicom"}
 )
 _DICOM_MAGIC_OFFSET = 128
+DICOM_PERCENTILES = (0.5, 99.5)  # the window of a DICOM image without a stored VOI window
 
 
 def load_image(
@@ -201,7 +203,7 @@ def _is_dicom_bytes(data: bytes) -> bool:
 
 
 def _load_dicom(source: str | io.BytesIO, name: str, limit: int) -> Image.Image:
-    """Decode a DICOM file: modality LUT, then the stored VOI window or a min-max window."""
+    """Decode a DICOM file: modality LUT, then the stored VOI window or a percentile window."""
     import pydicom
     from pydicom.pixels.processing import apply_modality_lut
 
@@ -226,7 +228,7 @@ def _load_dicom(source: str | io.BytesIO, name: str, limit: int) -> Image.Image:
             rgb = window_to_uint8(rgb, 0.0, float(2 ** int(getattr(dataset, "BitsStored", 16)) - 1))
         return Image.fromarray(rgb)
     values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-    window = _stored_window(dataset)
+    window = _stored_window(dataset) or _percentile_window(values)
     gray = window_to_uint8(values, *window) if window else window_to_uint8(values)
     if photometric == "MONOCHROME1":  # 0 means white in MONOCHROME1
         gray = 255 - gray
@@ -243,6 +245,16 @@ def _stored_window(dataset: object) -> tuple[float, float] | None:
     if width_value <= 0:
         return None
     return center_value - width_value / 2.0, center_value + width_value / 2.0
+
+
+def _percentile_window(values: NDArray[np.float64]) -> tuple[float, float] | None:
+    """[p0.5, p99.5] of the finite values: a few extreme pixels (metal, air, padding) do not
+    wash out the rest, as they would with min-max. None when that range is empty."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = (float(v) for v in np.percentile(finite, DICOM_PERCENTILES))
+    return (low, high) if high > low else None
 
 
 def _is_multi(value: object) -> bool:

@@ -3,6 +3,8 @@
 - (a) Hugging Face parquet shards (`data/{split}-*.parquet`, ROCOv2 on the Hub, phantoms);
 - (b) the official ROCOv2 release (`{split}_captions.csv` + image folders) or its Kaggle copy;
 - (c) a folder of images plus a CSV/TSV/JSONL table (or the table file itself);
+- (d) a folder of DICOM files (any extension), or `dicomweb:URL` (a DICOMweb server), read
+  with pseudonymous ids and an allowlist of header fields (medcap.data.dicom);
 - a Hub name `org/name`: the active bundle's copy (MEDCAP_BUNDLE), the local cache, else
   streamed when online.
 
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medcap.config import DataConfig
 from medcap.data.dataset import Columns, Dataset, normalise_split
@@ -24,6 +27,9 @@ from medcap.data.table_reader import TABLE_SUFFIXES, TableDataset
 from medcap.errors import InputError
 from medcap.offline import is_offline
 from medcap.snapshots.bundle import bundle_dataset_dir
+
+if TYPE_CHECKING:
+    from medcap.data.dicom import DicomOptions
 
 __all__ = ["Dataset", "normalise_split", "open_dataset"]
 
@@ -39,18 +45,30 @@ def open_dataset(
     cui_column: str | None = None,
     split_column: str | None = None,
     cfg: DataConfig | None = None,
+    dicom: DicomOptions | None = None,
 ) -> Dataset:
     """Open a dataset directory, table file or Hub name; column options override the
     column names of `cfg`.
 
     `cfg` (`DataConfig`; default: `DEFAULTS.data`) also sets the table encoding, whether
-    image paths may leave the dataset folder, and the metadata columns kept.
+    image paths may leave the dataset folder, and the metadata columns kept. `dicom` (the
+    pseudonym key file, a captions CSV, ...) is how a DICOM folder or `dicomweb:URL` is read.
     """
     columns = Columns(id_column, caption_column, image_column, cui_column, split_column)
     text = str(source)
+    if text.startswith("dicomweb:"):
+        from medcap.data.dicom import DicomOptions
+        from medcap.data.dicom.web_dataset import DicomWebDataset
+
+        return DicomWebDataset(text, dicom or DicomOptions(), cfg)
     path = Path(text).expanduser()
+    if path.is_dir() and dicom is not None and dicom.pseudonym_key:
+        from medcap.data.dicom import DicomFolderDataset, holds_dicom
+
+        if holds_dicom(path):
+            return DicomFolderDataset(path, dicom, cfg)
     if path.exists():
-        return _open_local(path, columns, cfg)
+        return _open_local(path, columns, cfg, dicom)
     if looks_like_hub_name(text) and not text.startswith("."):
         return _open_hub(text, columns, cfg)
     raise InputError(
@@ -60,7 +78,9 @@ def open_dataset(
     )
 
 
-def _open_local(path: Path, columns: Columns, cfg: DataConfig | None) -> Dataset:
+def _open_local(
+    path: Path, columns: Columns, cfg: DataConfig | None, dicom: DicomOptions | None
+) -> Dataset:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".parquet":
@@ -84,6 +104,10 @@ def _open_local(path: Path, columns: Columns, cfg: DataConfig | None) -> Dataset
         raise InputError(
             f"{path}: several tables found ({names}); pass the CSV/JSONL file to use directly"
         )
+    from medcap.data.dicom import DicomFolderDataset, DicomOptions, holds_dicom
+
+    if holds_dicom(path):
+        return DicomFolderDataset(path, dicom or DicomOptions(), cfg)  # asks for the key
     raise InputError(
         f"no dataset found in {path}: expected data/*.parquet, "
         "{split}_captions.csv with image folders, "

@@ -25,6 +25,7 @@ from medcap.index.build import CaseEncoder, add_to_index, build_index
 from medcap.index.filters import CaseColumns, ColumnKind, Filters
 from medcap.index.manifest import Manifest
 from medcap.index.merge import merge_parts
+from medcap.index.remove import remove_from_index
 from medcap.index.store import IndexDir, Target, open_index
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "build_index",
     "merge_parts",
     "open_index",
+    "remove_from_index",
 ]

@@ -85,6 +85,7 @@ def build_index(
     part: str = "",
     kept_columns: Sequence[str] | None = None,
     engine: ShardEngine | None = None,
+    pseudonym_check: str = "",
 ) -> IndexDir:
     """Embed `records` with `encoder` and write the index directory `out_dir`.
 
@@ -97,7 +98,8 @@ def build_index(
     falls to it), which `merge_parts` joins with the other parts. `kept_columns` (the
     reader's `DataConfig.keep_columns`) is recorded in the manifest. `engine` embeds the
     chunks (default: `LocalEngine`, this process; `medcap.dist` runs one on a Ray cluster);
-    its name is recorded in the manifest. Holds the output's lock (medcap.locking).
+    its name is recorded in the manifest, as is `pseudonym_check` (a DICOM source's key check
+    value). Holds the output's lock (medcap.locking).
 
     >>> enc = load_encoder("medcap-tiny")
     >>> index = build_index(dataset.records("train"), enc, "idx", DEFAULTS.index)
@@ -158,7 +160,9 @@ def build_index(
             encoder.spec, encoder.fingerprint, encoder.embed_dim, _checkpoint_path(encoder.spec)
         )
         kept = None if kept_columns is None else tuple(kept_columns)
-        source = SourceInfo(dataset_name, dataset_fingerprint, split, count, now_iso(), kept)
+        source = SourceInfo(
+            dataset_name, dataset_fingerprint, split, count, now_iso(), kept, pseudonym_check
+        )
         plan = plan_for(count, encoder.embed_dim, cfg)
         finalize_index(
             work, out,
@@ -185,6 +189,7 @@ def add_to_index(
     source_skipped: Sequence[Skipped] | None = None,
     verify: bool | None = None,
     kept_columns: Sequence[str] | None = None,
+    pseudonym_check: str = "",
 ) -> tuple[IndexDir, int]:
     """Append new cases to an index built with the same encoder; returns (index, added).
 
@@ -230,7 +235,9 @@ def add_to_index(
                 )
             m = old.manifest
             kept = None if kept_columns is None else tuple(kept_columns)
-            source = SourceInfo(dataset_name, dataset_fingerprint, split, added, now_iso(), kept)
+            source = SourceInfo(
+                dataset_name, dataset_fingerprint, split, added, now_iso(), kept, pseudonym_check
+            )
             grown = dataclasses.replace(m, count=m.count + added, sources=(*m.sources, source))
             finalize_index(
                 work, path, grown, names=old_names + new_names,

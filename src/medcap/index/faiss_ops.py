@@ -79,6 +79,12 @@ def train_index(index: Any, sample: NDArray[np.float32]) -> None:
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
+def emptied(index: Any) -> Any:
+    """`index` without its vectors but with its training (IVF centroids, PQ codebooks)."""
+    index.reset()
+    return index
+
+
 def add_vectors(index: Any, vectors: NDArray[np.float32]) -> None:
     """Append `vectors` (n, d); their rows continue from `index.ntotal`."""
     with _always_blas():  # IVF assigns each vector to a list with a quantizer search

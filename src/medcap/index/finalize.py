@@ -71,15 +71,21 @@ def write_faiss(
     *,
     base: Path | None = None,
     seed: int = 0,
+    refill: bool = False,
 ) -> None:
     """Write image.faiss and caption.faiss from the shards `names` (in row order).
 
     With `base` (an existing index directory), its FAISS files are extended with the
-    shards instead of being rebuilt, which keeps a trained IVF-PQ quantizer.
+    shards instead of being rebuilt, which keeps a trained IVF-PQ quantizer; with `refill`
+    too, they are emptied first (keeping that training) and filled from the shards.
     """
     for target in TARGETS:
-        if base is not None:
+        if refill and plan.type == "hnsw":  # a graph cannot be emptied: a new one is built
+            index = faiss_ops.new_index(plan.factory, dim)
+        elif base is not None:
             index = faiss_ops.read_index(base / INDEX_FILES[target])
+            if refill:
+                index = faiss_ops.emptied(index)
         else:
             index = faiss_ops.new_index(plan.factory, dim)
             if not faiss_ops.is_trained(index):
@@ -241,6 +247,7 @@ def finalize_index(
     plan: IndexPlan | None = None,
     cfg: IndexConfig | None = None,
     extend: Sequence[str] | None = None,
+    refill: bool = False,
     transient: Sequence[str] = (),
     overwrite: bool = False,
 ) -> Manifest:
@@ -252,10 +259,13 @@ def finalize_index(
     removed; then, last, `manifest` completed with the shard counts, skipped count and the
     size and checksum of every file. `extend` (the new shard names) adds only those shards
     to the FAISS files of the index at `out` instead of rebuilding them, which keeps a
-    trained IVF-PQ quantizer. A failed swap leaves the old index at `out`.
+    trained IVF-PQ quantizer; `refill` refills the FAISS files of `out` with all of `names`
+    (their training kept: index remove). A failed swap leaves the old index at `out`.
     """
     emb_dir = emb_dir_of(work)
-    if extend is not None:
+    if refill:
+        write_faiss(work, emb_dir, names, manifest.index, manifest.dim, base=out, refill=True)
+    elif extend is not None:
         write_faiss(work, emb_dir, extend, manifest.index, manifest.dim, base=out)
     else:
         write_faiss(work, emb_dir, names, plan or manifest.index, manifest.dim)

@@ -69,10 +69,21 @@ class SourceInfo:
     # The metadata columns allowed into items.parquet (DataConfig.keep_columns); None: not
     # recorded (an index written before medcap recorded it, or by a caller that did not say).
     kept_columns: tuple[str, ...] | None = None
+    # DICOM sources: the pseudonym key's check value (an HMAC of a constant, not the key),
+    # so a wrong key is refused when hits are linked back to their studies.
+    pseudonym_check: str = ""
 
     def __post_init__(self) -> None:
         if self.kept_columns is not None:  # JSON gives a list
             object.__setattr__(self, "kept_columns", tuple(str(c) for c in self.kept_columns))
+
+
+@dataclass(frozen=True)
+class RemovalInfo:
+    """One `index remove` (or `index sync --remove-missing`): how many cases, when; not which."""
+
+    count: int
+    removed_at: str
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class Manifest:
     medcap_version: str = ""
     part: str = ""  # "i/n" for one part of a `--shard i/n` build (see medcap.index.merge)
     engine: str = "local"  # what embedded the cases: "local" (one process) or "ray" (a cluster)
+    removals: tuple[RemovalInfo, ...] = ()  # withdrawn cases: counts and times, never ids
 
     @property
     def spec(self) -> str:
@@ -161,6 +173,7 @@ def parse_manifest(raw: dict[str, Any], where: str, *, verify: bool = True) -> M
             medcap_version=str(raw.get("medcap_version", "")),
             part=str(raw.get("part", "")),
             engine=str(raw.get("engine", "local")),
+            removals=tuple(RemovalInfo(**r) for r in raw.get("removals", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArtifactError(

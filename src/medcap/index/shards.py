@@ -119,7 +119,7 @@ def _json_default(value: Any) -> Any:
 
 def _image_path(record: Record) -> str | None:
     path = record.image.path
-    if path and os.path.isfile(path):
+    if path and getattr(record.image, "store_path", True) and os.path.isfile(path):
         return os.path.abspath(path)
     return None
 

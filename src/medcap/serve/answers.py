@@ -21,14 +21,18 @@ def case_path(image_id: str) -> str:
 
 
 def case_json(hit: Hit) -> dict[str, Any]:
-    """One case: id, caption, concepts, split, metadata and where its thumbnail is."""
+    """One case: id, caption, concepts, split, metadata and where its thumbnail is; with
+    `viewer_url` when the service links DICOM studies to a viewer (--viewer-url)."""
+    metadata = dict(hit.metadata)
+    viewer_url = metadata.pop("viewer_url", None)
     return {
         "image_id": hit.image_id,
         "caption": hit.caption,
         "cuis": list(hit.cuis),
         "split": hit.split,
-        "metadata": dict(hit.metadata),
+        "metadata": metadata,
         "thumbnail_url": case_path(hit.image_id) + "/thumbnail",
+        **({"viewer_url": viewer_url} if viewer_url else {}),
     }
 
 
@@ -59,6 +63,7 @@ class CaseModel(BaseModel):
     split: str
     metadata: dict[str, Any]
     thumbnail_url: str
+    viewer_url: str | None = None  # a DICOM study in the viewer (--pseudonym-key, --viewer-url)
 
 
 class HitModel(CaseModel):

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from medcap.types import Hit, ImageRef, Record
 if TYPE_CHECKING:
     from PIL import Image
 
+    from medcap.data.dicom.links import StudyLinker
     from medcap.generation.backends.base import CaptionBackend
     from medcap.generation.captioning import CaptionResult, NeighbourSearch
     from medcap.retrieval import Retriever
@@ -76,6 +78,45 @@ class Engine:
         self.generation = generation  # settings of the caption backend, resolved
         self.column_values_max = column_values_max
         self.columns: list[str] = self.index.columns.names
+        self.linker: StudyLinker | None = None  # viewer links (DICOM, with the key)
+        self._manifest_key = _manifest_key(self.index.path)
+        self._reload_lock = threading.Lock()
+
+    # ---- the index on disk changes (index remove, sync, add) ------------------------
+    def fresh(self) -> None:
+        """Reopen the index when its manifest changed on disk, so withdrawn cases are never
+        answered again (the encoder and caption backend are kept)."""
+        key = _manifest_key(self.index.path)
+        if key is None or key == self._manifest_key:
+            return  # unchanged, or mid-swap (the old files are still open here)
+        with self._reload_lock:
+            if key == self._manifest_key:
+                return
+            from medcap.index import open_index
+            from medcap.retrieval import Retriever
+
+            old = self.index
+            index = open_index(
+                old.path, expected_fingerprint=old.manifest.fingerprint, device=old.device
+            )
+            index.load()
+            self.retriever = Retriever(self.retriever.encoder, index)
+            self.index = index
+            self.columns = index.columns.names
+            self.__dict__.pop("_summary", None)
+            self._manifest_key = key
+            LOG.info("reloaded %s: %d cases (it changed on disk)", old.path, len(index))
+
+    def _linked(self, hits: list[Hit]) -> list[Hit]:
+        """`hits` with a `viewer_url` in their metadata where the linker knows the study."""
+        if self.linker is None:
+            return hits
+        out = []
+        for hit in hits:
+            url = self.linker.url_for(hit.metadata)
+            meta = {**hit.metadata, "viewer_url": url} if url else hit.metadata
+            out.append(dataclasses.replace(hit, metadata=meta) if url else hit)
+        return out
 
     # ---- batched searches (run on the encoder thread) --------------------------------
     def search_images(self, queries: Sequence[ImageQuery]) -> list[list[Hit] | BaseException]:
@@ -98,6 +139,7 @@ class Engine:
         Queries with the same mode and filters share one index search at their largest k;
         each keeps its own first k hits (the index orders ties by row, so a longer list
         starts with the shorter one). A failing group fails only its own queries."""
+        self.fresh()
         groups: dict[Any, list[int]] = defaultdict(list)
         for i, (params, _) in enumerate(queries):
             groups[params.group_key()].append(i)
@@ -117,7 +159,7 @@ class Engine:
                     answers[i] = exc
                 continue
             for i, hits in zip(members, found, strict=True):
-                answers[i] = hits[: queries[i][0].k]
+                answers[i] = self._linked(hits[: queries[i][0].k])
         return answers
 
     def case_neighbours(self, image_id: str, params: SearchParams) -> list[Hit]:
@@ -166,6 +208,7 @@ class Engine:
 
     # ---- cases -----------------------------------------------------------------------
     def _row(self, image_id: str) -> int:
+        self.fresh()
         row = self.index.row_of(image_id)
         if row is None:
             raise CaseNotFoundError(f"no case {image_id!r} in this index")
@@ -173,7 +216,8 @@ class Engine:
 
     def case(self, image_id: str) -> Hit:
         """The indexed case `image_id` (rank 0, score 0.0)."""
-        return self.index.hit(self._row(image_id))
+        row = self._row(image_id)
+        return self._linked([self.index.hit(row)])[0]
 
     def thumbnail(self, image_id: str) -> bytes:
         """JPEG bytes of a case: the index's stored thumbnail, else one made from its file."""
@@ -195,9 +239,14 @@ class Engine:
             "cannot be read; rebuild the index with thumbnails"
         )
 
-    @functools.cached_property
+    @property
     def summary(self) -> dict[str, Any]:
         """The manifest in short (GET /v1/index), with the filterable columns' values."""
+        self.fresh()
+        return self._summary
+
+    @functools.cached_property
+    def _summary(self) -> dict[str, Any]:
         m = self.index.manifest
         cols = self.index.columns
         most = self.column_values_max
@@ -233,6 +282,7 @@ def load_engine(options: ServeOptions) -> Engine:
     """Open the index, load its encoder and the caption backend, and warm them up (the
     first real query then costs what every later one does). Runs on the encoder thread."""
     from medcap.api import open_index
+    from medcap.data.dicom.links import open_linker
     from medcap.generation.captioning import build_backend, resolve_settings
 
     start = time.perf_counter()
@@ -248,6 +298,10 @@ def load_engine(options: ServeOptions) -> Engine:
     gen = resolve_settings(options.generation, options.adapter)
     backend = build_backend(gen, model_id=options.generator_model, adapter=options.adapter)
     engine = Engine(retriever, backend, gen, column_values_max=options.cfg.column_values_max)
+    engine.linker = open_linker(
+        retriever.manifest, options.pseudonym_key, options.viewer_url,
+        where=str(options.index_dir), token=options.dicomweb_token,
+    )  # fmt: skip
     _warm_up(engine, encoder.encode_texts(["warm up"]))
     LOG.info(
         "loaded %s: %d cases, encoder %s, caption backend %s, in %.1f s",
@@ -255,6 +309,15 @@ def load_engine(options: ServeOptions) -> Engine:
         time.perf_counter() - start,
     )  # fmt: skip
     return engine
+
+
+def _manifest_key(path: Any) -> tuple[int, int, int] | None:
+    """Identity of an index's manifest.json (inode, mtime, size); None while it is missing."""
+    try:
+        st = os.stat(os.path.join(path, "manifest.json"))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _set_encoder_threads(threads: int | None) -> None:

@@ -32,6 +32,9 @@ class ServeOptions:
     encoder_model: str | None = None  # the index's encoder checkpoint, if it moved
     verify: bool | None = None  # check index checksums on open (None: index.verify)
     token: str | None = field(default=None, repr=False)
+    pseudonym_key: str | None = None  # DICOM indexes: key file that links hits to studies
+    viewer_url: str | None = None  # with {StudyInstanceUID}: each hit's `viewer_url`
+    dicomweb_token: str | None = field(default=None, repr=False)  # to list a DICOMweb source
 
 
 def is_loopback(host: str) -> bool:
