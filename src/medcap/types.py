@@ -21,7 +21,10 @@ class ImageRef:
     store_path: bool = True  # False: an index never records `path` (DICOM: it may name a patient)
 
     def describe(self) -> str:
-        """A short human-readable name for error messages."""
+        """A short human-readable name for error messages and skipped rows (never a path the
+        index may not record: a DICOM file's path can name a patient)."""
+        if not self.store_path:
+            return "<DICOM file, path withheld>"
         return self.path or "<in-memory image>"
 
 

@@ -45,7 +45,7 @@ class DecodedPiece:
     pixels: NDArray[np.uint8]
     captions: list[str]
     kept: list[int]  # positions in the piece of the decodable records, ascending
-    images: list[ImageRef]  # their image references, bytes dropped (items keep the path)
+    images: list[ImageRef]  # their image references, bytes dropped (items keep a storable path)
     thumbnails: list[bytes | None]
     skipped: list[Skipped]
 
@@ -83,7 +83,7 @@ def decode_piece(
         pixels=stacked,
         captions=[fetched[i].caption for i in kept],
         kept=kept,
-        images=[ImageRef(path=fetched[i].image.path) for i in kept],
+        images=[replace(fetched[i].image, data=None) for i in kept],
         thumbnails=[make_thumbnail(fetched[i]) if make_thumbnail else None for i in kept],
         skipped=skipped,
     )

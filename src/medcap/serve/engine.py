@@ -182,6 +182,7 @@ class Engine:
     ) -> list[Hit]:
         """One refined query (an image, text or indexed case), outside the micro-batches:
         its vector is changed by `refine` (medcap.retrieval.refine) before the search."""
+        self.fresh()
         retriever = self.retriever
         if image is not None:
             vector = retriever.encoder.encode_images([image])
@@ -195,7 +196,7 @@ class Engine:
             vector, refine, params.k, mode=params.mode, images=images, exclude_ids=[case],
             where=params.where,
         )  # fmt: skip
-        return found
+        return self._linked(found)
 
     # ---- captions (run on the generation thread) ------------------------------------
     def caption(self, image: Image.Image, k: int, neighbours: NeighbourSearch) -> CaptionResult:
