@@ -114,8 +114,14 @@ class Server:
         return reply.body.decode()
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Poll /readyz until 200 (fail at once if the process died)."""
-        wait_for(lambda: self.get("/readyz", timeout=5).status == 200, self, timeout_s, "ready")
+        """Poll /readyz until 200 (fail at once if the process died or could not load)."""
+
+        def ready() -> bool:
+            reply = self.get("/readyz", timeout=5)
+            assert b"could not be loaded" not in reply.body, reply.body.decode(errors="replace")
+            return reply.status == 200
+
+        wait_for(ready, self, timeout_s, "ready")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
